@@ -1,0 +1,11 @@
+"""progcodec: a progressive learned image codec.
+
+>>> data = progcodec.encode("photo.png")          # bytes of a .pgc file
+>>> coarse = progcodec.decode(data, layers=2)     # PIL.Image from 2 layers
+"""
+
+from .api import decode, encode, info, truncate
+from .errors import ProgcodecError, ProgcodecWarning
+
+__version__ = "0.1.0"
+__all__ = ["encode", "decode", "info", "truncate", "ProgcodecError", "ProgcodecWarning", "__version__"]

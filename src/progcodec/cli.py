@@ -1,0 +1,193 @@
+"""The ``progcodec`` command line: thin click commands over the Python API."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+# CompressAI's import triggers torch's TorchScript deprecation notice: noise for a user.
+warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
+
+from .device import DEVICE_CHOICES
+from .errors import ProgcodecError
+
+DEVICE_OPTION = click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True,
+                             help="Where the transforms run; entropy parameters always run in float64 on the CPU.")
+
+
+class _Group(click.Group):
+    """Turn ProgcodecError into one line on stderr and exit code 1; show warnings as one line."""
+
+    def invoke(self, ctx):
+        def show_warning(message, category, filename, lineno, file=None, line=None):
+            click.echo(f"warning: {message}", err=True)
+
+        warnings.showwarning = show_warning
+        try:
+            return super().invoke(ctx)
+        except ProgcodecError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="progcodec")
+def main():
+    """progcodec: a progressive learned image codec.
+
+    One .pgc file decodes from any prefix of its layers: the first layer gives
+    a coarse picture, every further layer sharpens it.
+    """
+
+
+@main.command()
+@click.argument("data_dir", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--model", default="vam", show_default=True, help="Model family to train.")
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help="Exported weights (default: weights/MODEL.safetensors); checkpoints go beside it as .ckpt.")
+@click.option("--steps", default=10_000, show_default=True, help="Total optimiser steps (also when resuming).")
+@click.option("--batch", default=8, show_default=True)
+@click.option("--crop", default=128, show_default=True, help="Random crop size in pixels.")
+@click.option("--lambda-base", default=0.0035, show_default=True, help="Distortion weight of the base layer.")
+@click.option("--lambda-top", default=0.0483, show_default=True, help="Distortion weight of the full file.")
+@click.option("--lr", default=1e-4, show_default=True, help="Peak learning rate (after warm-up).")
+@click.option("--warmup", default=500, show_default=True, help="Linear warm-up steps.")
+@click.option("--resume", type=click.Path(exists=True), default=None, help="Checkpoint to continue from.")
+@click.option("--val", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Validation folder (default: a fixed 2% of the training files, held out). Never Kodak.")
+@click.option("--val-every", default=500, show_default=True)
+@click.option("--threads", type=int, default=None, help="CPU threads for torch.")
+@click.option("--seed", default=0, show_default=True)
+@DEVICE_OPTION
+def train(data_dir, model, out, **options):
+    """Train MODEL on the photos under DATA_DIR... and export its weights.
+
+    Checkpoints are written every few minutes; --resume continues exactly
+    where a killed run stopped. Under `torchrun --nproc_per_node N` the same
+    command trains with DistributedDataParallel.
+    """
+    from .train.loop import TrainConfig, train as run_training
+    from .train.progress import TrainingProgress
+
+    cfg = TrainConfig(data=[str(d) for d in data_dir], model=model,
+                      out=str(out or Path("weights") / f"{model}.safetensors"), **options)
+    with TrainingProgress() as progress:
+        manifest = run_training(cfg, on_event=progress.on_event)
+    if manifest:
+        click.echo(f"wrote {cfg.out} (sha256 {manifest['sha256'][:16]}...)")
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ProgcodecError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _write_output(path: str, data: bytes, source: str | None = None) -> None:
+    """stdout for '-', else an atomic write; never over the input file."""
+    from .weights import atomic_write_bytes
+
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    if source not in (None, "-") and Path(path).resolve() == Path(source).resolve():
+        raise ProgcodecError(f"refusing to overwrite the input file {source}")
+    try:
+        atomic_write_bytes(Path(path), data)
+    except OSError as e:
+        raise ProgcodecError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _default_output(source: str, suffix: str) -> str:
+    if source == "-":
+        return "-"
+    return str(Path(source).with_suffix(suffix))
+
+
+@main.command()
+@click.argument("image", type=str)
+@click.option("-o", "--output", default=None, help="Output .pgc file ('-' for stdout). Default: IMAGE with .pgc.")
+@click.option("--model", default="vam", show_default=True, help="Model name, or a .safetensors weights file.")
+@click.option("--layers", type=int, default=None, help="Keep only the first K layers (layer 1 is the base). Default: all.")
+@DEVICE_OPTION
+def encode(image, output, model, layers, device):
+    """Compress IMAGE (any format Pillow reads, '-' for stdin) into a .pgc file."""
+    from . import api
+
+    source = _read_input(image) if image == "-" else image
+    data = api.encode(source, model=model, layers=layers, device=device)
+    out = output or _default_output(image, ".pgc")
+    if out == image and image != "-":
+        out = image + ".pgc"
+    _write_output(out, data, image)
+
+
+@main.command()
+@click.argument("file", type=str)
+@click.option("-o", "--output", default=None, help="Output image ('-' for PNG on stdout). Default: FILE with .png.")
+@click.option("--layers", type=int, default=None, help="Decode from the first L layers. Default: all present.")
+@DEVICE_OPTION
+def decode(file, output, layers, device):
+    """Reconstruct an image from a .pgc FILE, or from any prefix of its layers."""
+    import io
+
+    from . import api
+
+    image = api.decode(_read_input(file), layers=layers, device=device)
+    out = output or _default_output(file, ".png")
+    buf = io.BytesIO()
+    fmt = "PNG" if out == "-" else None
+    try:
+        image.save(buf, format=fmt or (_image_format_for(out)))
+    except (KeyError, ValueError) as e:
+        raise ProgcodecError(f"cannot write {out}: unknown image format ({e})") from None
+    _write_output(out, buf.getvalue(), file)
+
+
+def _image_format_for(path: str) -> str:
+    from PIL import Image
+
+    ext = Path(path).suffix.lower()
+    Image.init()
+    if ext not in Image.EXTENSION:
+        raise ProgcodecError(f"cannot tell the image format of {path} from its extension")
+    return Image.EXTENSION[ext]
+
+
+@main.command()
+@click.argument("file", type=str)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def info(file, as_json):
+    """Show what a .pgc FILE holds: model, size, and each layer's bytes and bpp."""
+    import json
+
+    from . import api
+
+    meta = api.info(_read_input(file))
+    if as_json:
+        click.echo(json.dumps(meta))
+        return
+    click.echo(f"{file}: {meta['model']} {meta['width']}x{meta['height']}, "
+               f"{len(meta['layers'])} of {meta['declared_layers']} layer(s), weights {meta['weights']}")
+    for layer in meta["layers"]:
+        click.echo(f"  layer {layer['index']:2d}: {layer['bytes']:8d} B, ends at {layer['cumulative_bytes']:8d} B, "
+                   f"{layer['bpp']:.4f} bpp")
+
+
+@main.command()
+@click.argument("file", type=str)
+@click.option("--layers", type=int, required=True, help="Number of layers to keep.")
+@click.option("-o", "--output", required=True, help="Output .pgc file ('-' for stdout).")
+def truncate(file, layers, output):
+    """Keep the first L layers of a .pgc FILE: a smaller, valid .pgc file."""
+    from . import api
+
+    _write_output(output, api.truncate(_read_input(file), layers), file)

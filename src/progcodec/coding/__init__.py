@@ -1,0 +1,1 @@
+"""Entropy coding pieces: Gaussian symbol coding, ranking, the ranked-residual codec."""

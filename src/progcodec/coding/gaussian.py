@@ -1,0 +1,116 @@
+"""rANS coding of Gaussian-distributed symbols, and the float64 parameter path.
+
+Everything here that decides *which* CDF codes a symbol runs in float64 on the
+CPU: rANS decodes only when the decoder's scale indexes equal the encoder's
+exactly (CompressAI issue #279), and float32 results move with thread count and
+device. Means and scales are rounded to a fixed grid so that the last bits of a
+float64 sum cannot matter either.
+"""
+
+from __future__ import annotations
+
+import copy
+import zlib
+
+import torch
+from compressai.ans import RansDecoder, RansEncoder
+from compressai.entropy_models import GaussianConditional
+from torch import nn
+
+from ..errors import DeterminismError
+
+# Entropy parameters are snapped to multiples of 2**-PARAM_GRID_BITS: far finer
+# than any coding effect, far coarser than float64 round-off between machines.
+PARAM_GRID_BITS = 20
+
+
+def snap(t: torch.Tensor) -> torch.Tensor:
+    """Round a float64 tensor onto the shared parameter grid."""
+    scale = float(2**PARAM_GRID_BITS)
+    return torch.round(t.double() * scale) / scale
+
+
+class Float64Path:
+    """A frozen float64 CPU copy of an entropy-parameter network.
+
+    Encoder and decoder both run the copy, never the float32 original, so the
+    parameters they derive agree bit for bit on any machine.
+    """
+
+    def __init__(self, module: nn.Module):
+        self.module = copy.deepcopy(module).to(device="cpu", dtype=torch.float64).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return snap(self.module(*(t.detach().to("cpu", torch.float64) for t in inputs)))
+
+
+class GaussianSymbolCoder:
+    """Codes chosen elements of a latent with a ``GaussianConditional``'s tables."""
+
+    def __init__(self, gaussian: GaussianConditional):
+        self.gaussian = gaussian
+        self.cdfs = gaussian.quantized_cdf.tolist()
+        self.cdf_lengths = gaussian.cdf_length.reshape(-1).int().tolist()
+        self.offsets = gaussian.offset.reshape(-1).int().tolist()
+
+    def indexes(self, scales: torch.Tensor) -> torch.Tensor:
+        return self.gaussian.build_indexes(scales.double()).to(torch.int32)
+
+    def encode(self, symbols: torch.Tensor, indexes: torch.Tensor) -> bytes:
+        """rANS-code integer ``symbols`` (any shape) with matching ``indexes``."""
+        if symbols.numel() == 0:
+            return b""
+        encoder = RansEncoder()
+        return encoder.encode_with_indexes(
+            symbols.reshape(-1).int().tolist(),
+            indexes.reshape(-1).int().tolist(),
+            self.cdfs,
+            self.cdf_lengths,
+            self.offsets,
+        )
+
+    def decode(self, string: bytes, indexes: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`encode`: symbols shaped like ``indexes``."""
+        if indexes.numel() == 0:
+            return torch.zeros(indexes.shape, dtype=torch.float64)
+        decoder = RansDecoder()
+        values = decoder.decode_with_indexes(
+            memory_safe(string, indexes.numel()),
+            indexes.reshape(-1).int().tolist(),
+            self.cdfs,
+            self.cdf_lengths,
+            self.offsets,
+        )
+        return torch.tensor(values, dtype=torch.float64).reshape(indexes.shape)
+
+
+def quantize_symbols(values: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """Integer symbols of ``values`` around ``means`` (float64, on the grid)."""
+    return torch.round(values.double().cpu() - means)
+
+
+def memory_safe(string: bytes, num_symbols: int) -> bytes:
+    """Zero padding past the end of a rANS string.
+
+    CompressAI's decoder reads without bounds checks; a valid string never
+    reaches the padding, while a hostile one stops in zeros instead of reading
+    foreign memory (each symbol reads at most a few words).
+    """
+    return bytes(string) + bytes(16 * num_symbols + 64)
+
+
+def index_checksum(indexes: torch.Tensor) -> int:
+    """CRC32 of an integer index map: what the decoder must reproduce exactly."""
+    return zlib.crc32(indexes.to(torch.int32).contiguous().cpu().numpy().tobytes())
+
+
+def verify_checksum(indexes: torch.Tensor, expected: int | None, what: str) -> None:
+    """Stop before decoding with scale indexes that differ from the encoder's."""
+    if expected is not None and index_checksum(indexes) != expected:
+        raise DeterminismError(
+            f"the decoder's {what} scale indexes differ from the encoder's "
+            "(another platform, torch build or weights?); refusing to decode garbage"
+        )

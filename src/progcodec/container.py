@@ -1,0 +1,211 @@
+"""The ``.pgc`` container: plain Python over bytes, no torch.
+
+Layout (all integers big-endian)::
+
+    magic     4s   b"\\x89PGC"
+    version   B    FORMAT_VERSION
+    model     B + ascii          model name, at most MAX_NAME bytes
+    weights   8s   first 8 bytes of the sha256 of the weights file
+    width     I
+    height    I
+    layers    H    number of layers the encoder wrote
+    checks    B + I*n            determinism checksums (what the decoder must reproduce)
+    lengths   I*layers           byte length of each layer
+    crcs      I*layers           CRC32 of each layer
+    hcrc      I                  CRC32 of every header byte before it
+    payload   layer 1 | layer 2 | ...
+
+A prefix of the file that ends on a layer boundary is a valid file with fewer
+layers: the header stays as written and the parser counts complete layers.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from .errors import ContainerError
+
+MAGIC = b"\x89PGC"
+FORMAT_VERSION = 1
+MAX_NAME = 32
+MAX_LAYERS = 64
+MAX_CHECKSUMS = 8
+MAX_SIDE = 1 << 15
+MAX_PIXELS = 1 << 24          # 16.7 megapixels: the most the codec encodes; a header claiming more is lying
+MAX_LAYER_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class Header:
+    model: str
+    weights_digest: bytes
+    width: int
+    height: int
+    checksums: tuple[int, ...]
+    layer_lengths: tuple[int, ...]
+    layer_crcs: tuple[int, ...]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layer_lengths)
+
+
+@dataclass
+class PgcFile:
+    header: Header
+    header_size: int
+    layers: list[bytes]                      # complete layers with a good CRC, in order
+    problems: list[str] = field(default_factory=list)   # why fewer layers than declared
+
+    @property
+    def layer_ends(self) -> list[int]:
+        """File offset at the end of each declared layer."""
+        ends, pos = [], self.header_size
+        for n in self.header.layer_lengths:
+            pos += n
+            ends.append(pos)
+        return ends
+
+
+def _check_header_fields(model: str, digest: bytes, width: int, height: int,
+                         checksums, lengths, crcs) -> None:
+    if not model or len(model.encode("ascii", "replace")) > MAX_NAME:
+        raise ContainerError(f"model name must be 1..{MAX_NAME} ASCII bytes")
+    if len(digest) != 8:
+        raise ContainerError("weights digest must be 8 bytes")
+    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE) or width * height > MAX_PIXELS:
+        raise ContainerError(f"implausible image size {width}x{height}")
+    if not 1 <= len(lengths) <= MAX_LAYERS or len(crcs) != len(lengths):
+        raise ContainerError(f"implausible layer count {len(lengths)}")
+    if len(checksums) > MAX_CHECKSUMS:
+        raise ContainerError(f"too many checksums ({len(checksums)})")
+    if any(not 0 <= n <= MAX_LAYER_BYTES for n in lengths):
+        raise ContainerError("implausible layer length")
+
+
+def build(model: str, weights_digest: bytes, width: int, height: int,
+          layers: list[bytes], checksums=()) -> bytes:
+    """Serialise a header and its layers into one ``.pgc`` file."""
+    lengths = [len(b) for b in layers]
+    crcs = [zlib.crc32(b) for b in layers]
+    _check_header_fields(model, weights_digest, width, height, checksums, lengths, crcs)
+    name = model.encode("ascii")
+    head = b"".join([
+        MAGIC,
+        struct.pack(">BB", FORMAT_VERSION, len(name)), name,
+        weights_digest,
+        struct.pack(">IIH", width, height, len(layers)),
+        struct.pack(f">B{len(checksums)}I", len(checksums), *checksums),
+        struct.pack(f">{len(layers)}I", *lengths),
+        struct.pack(f">{len(layers)}I", *crcs),
+    ])
+    return head + struct.pack(">I", zlib.crc32(head)) + b"".join(layers)
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ContainerError("file is truncated inside its header")
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return chunk
+
+    def unpack(self, fmt: str):
+        size = struct.calcsize(fmt)
+        return struct.unpack(fmt, self.take(size))
+
+
+def parse_header(data: bytes) -> tuple[Header, int]:
+    """Read and verify the header; returns it and its size in bytes."""
+    data = bytes(data)
+    if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
+        raise ContainerError("not a .pgc file (bad magic)")
+    r = _Reader(data)
+    r.take(len(MAGIC))
+    version, name_len = r.unpack(">BB")
+    if version != FORMAT_VERSION:
+        raise ContainerError(f"unsupported .pgc format version {version} (this build reads {FORMAT_VERSION})")
+    if not 1 <= name_len <= MAX_NAME:
+        raise ContainerError("corrupt header (model name length)")
+    name = r.take(name_len)
+    digest = r.take(8)
+    width, height, num_layers = r.unpack(">IIH")
+    (num_checks,) = r.unpack(">B")
+    if num_checks > MAX_CHECKSUMS or not 1 <= num_layers <= MAX_LAYERS:
+        raise ContainerError("corrupt header (counts out of range)")
+    checksums = r.unpack(f">{num_checks}I")
+    lengths = r.unpack(f">{num_layers}I")
+    crcs = r.unpack(f">{num_layers}I")
+    (header_crc,) = r.unpack(">I")
+    if zlib.crc32(data[:r.pos - 4]) != header_crc:
+        raise ContainerError("corrupt header (CRC mismatch)")
+    try:
+        model = name.decode("ascii")
+    except UnicodeDecodeError:
+        raise ContainerError("corrupt header (model name)") from None
+    _check_header_fields(model, digest, width, height, checksums, lengths, crcs)
+    return Header(model, digest, width, height, tuple(checksums), tuple(lengths), tuple(crcs)), r.pos
+
+
+def parse(data: bytes) -> PgcFile:
+    """Parse a whole or cut ``.pgc`` file.
+
+    Returns the complete, CRC-verified layers; ``problems`` says why any
+    declared layer is missing (cut short, damaged, trailing bytes). Raises
+    ``ContainerError`` when not even the first layer is usable.
+    """
+    data = bytes(data)
+    header, pos = parse_header(data)
+    result = PgcFile(header, pos, [])
+    for index, (length, crc) in enumerate(zip(header.layer_lengths, header.layer_crcs), start=1):
+        if pos == len(data):
+            break  # cut on a layer boundary: a valid shorter file
+        if pos + length > len(data):
+            result.problems.append(f"file is cut inside layer {index}; decoding {index - 1} complete layer(s)")
+            break
+        layer = data[pos:pos + length]
+        if zlib.crc32(layer) != crc:
+            result.problems.append(f"layer {index} is corrupt (CRC mismatch); decoding the {index - 1} layer(s) before it")
+            break
+        result.layers.append(layer)
+        pos += length
+    else:
+        if pos < len(data):
+            result.problems.append(f"ignored {len(data) - pos} trailing byte(s) after the last layer")
+    if not result.layers:
+        reason = result.problems[0] if result.problems else "file holds no complete layer"
+        raise ContainerError(reason.split(";")[0])
+    return result
+
+
+def prefix(data: bytes, num_layers: int) -> bytes:
+    """The first ``num_layers`` layers of a file: itself a valid ``.pgc`` file."""
+    pgc = parse(data)
+    if not 1 <= num_layers <= len(pgc.layers):
+        raise ContainerError(f"cannot keep {num_layers} layer(s): the file has {len(pgc.layers)} complete layer(s)")
+    return bytes(data[:pgc.layer_ends[num_layers - 1]])
+
+
+def pack_strings(strings: list[bytes]) -> bytes:
+    """Several byte strings in one layer: u32 lengths, then the strings."""
+    return struct.pack(f">{len(strings)}I", *map(len, strings)) + b"".join(strings)
+
+
+def unpack_strings(data: bytes, count: int) -> list[bytes]:
+    """Inverse of :func:`pack_strings`; the lengths must add up exactly."""
+    head = 4 * count
+    if len(data) < head:
+        raise ContainerError("corrupt layer (too short for its string table)")
+    lengths = struct.unpack(f">{count}I", data[:head])
+    if head + sum(lengths) != len(data):
+        raise ContainerError("corrupt layer (string lengths do not add up)")
+    out, pos = [], head
+    for n in lengths:
+        out.append(bytes(data[pos:pos + n]))
+        pos += n
+    return out

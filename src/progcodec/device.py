@@ -1,0 +1,23 @@
+"""One place for device choice."""
+
+import torch
+
+from .errors import ProgcodecError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Turn ``auto|cpu|cuda`` (or a torch device) into a ``torch.device``."""
+    if isinstance(device, torch.device):
+        return device
+    name = (device or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ProgcodecError("--device cuda was asked for, but no CUDA device is available")
+        return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ProgcodecError(f"unknown device {device!r}: choose one of {', '.join(DEVICE_CHOICES)}")

@@ -1,0 +1,95 @@
+"""Images in and out: reading anything Pillow reads, RGB conversion, padding."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .container import MAX_PIXELS
+from .errors import ImageError, ProgcodecWarning
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """RGB, warning about what the conversion drops."""
+    mode = im.mode
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info)
+    if has_alpha:
+        warnings.warn("the image's alpha channel was dropped (the codec stores RGB)", ProgcodecWarning, stacklevel=3)
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        warnings.warn(f"{mode} image reduced to 8 bits per channel", ProgcodecWarning, stacklevel=3)
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if mode == "CMYK":
+        warnings.warn("CMYK image converted to RGB without colour management", ProgcodecWarning, stacklevel=3)
+    return im.convert("RGB")
+
+
+def load_image(source) -> Image.Image:
+    """An RGB ``PIL.Image`` from a path, bytes, a PIL image or an HxWx3 uint8 array.
+
+    EXIF orientation is honoured. Unreadable, truncated or oversized inputs
+    raise ``ImageError`` with a one-line reason.
+    """
+    if isinstance(source, Image.Image):
+        im = source
+    elif isinstance(source, np.ndarray):
+        if source.dtype != np.uint8 or source.ndim not in (2, 3):
+            raise ImageError("arrays must be HxW or HxWx3 uint8")
+        im = Image.fromarray(source)
+    else:
+        name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
+        try:
+            fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else open(Path(source), "rb")
+        except OSError as e:
+            raise ImageError(f"cannot open {name}: {e.strerror or e}") from None
+        try:
+            with fp, warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im = Image.open(fp)
+                im.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise ImageError(f"{name}: image too large ({e})") from None
+        except UnidentifiedImageError:
+            raise ImageError(f"{name}: not an image Pillow can read") from None
+        except (OSError, SyntaxError, ValueError) as e:
+            raise ImageError(f"{name}: unreadable image ({e})") from None
+    im = ImageOps.exif_transpose(im)
+    if im.width * im.height > MAX_PIXELS:
+        raise ImageError(f"image is {im.width}x{im.height}: more than the {MAX_PIXELS / 1e6:.1f} megapixels "
+                         "this codec handles; downscale or tile it first")
+    if im.width < 1 or im.height < 1:
+        raise ImageError("image has no pixels")
+    return _to_rgb(im)
+
+
+def to_tensor(im: Image.Image) -> torch.Tensor:
+    """(1, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)[None].float() / 255
+
+
+def to_pil(x: torch.Tensor) -> Image.Image:
+    arr = (x[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(arr, "RGB")
+
+
+def padded_size(height: int, width: int, stride: int) -> tuple[int, int]:
+    return -(-height // stride) * stride, -(-width // stride) * stride
+
+
+def pad(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Pad bottom/right to a multiple of ``stride`` by edge replication (cheap to code)."""
+    h, w = x.shape[-2:]
+    ph, pw = padded_size(h, w, stride)
+    return F.pad(x, (0, pw - w, 0, ph - h), mode="replicate") if (ph, pw) != (h, w) else x
+
+
+def crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    return x[..., :height, :width]

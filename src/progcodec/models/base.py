@@ -1,0 +1,44 @@
+"""What every progressive model offers the codec, the trainer and the bench."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from compressai.models import CompressionModel
+
+
+def bits(likelihoods: torch.Tensor) -> torch.Tensor:
+    """Estimated bits of a latent from its likelihoods (training only)."""
+    return -torch.log2(likelihoods).sum()
+
+
+def mse_to_psnr(mse: float) -> float:
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+class ProgressiveModel(CompressionModel):
+    """A learned codec whose bitstream is a list of layers, each refining the last.
+
+    ``compress(x)`` returns ``{"layers": [bytes, ...], "checksum": int}``;
+    ``decompress(layers, latent_size, checksum)`` reconstructs from any prefix
+    of those layers. ``x`` is padded to a multiple of ``stride`` by the caller.
+    ``forward(x)`` returns the training losses (rate-distortion and aux).
+    """
+
+    name: str = ""
+    stride: int = 64          # the image is padded to a multiple of this
+    latent_stride: int = 16   # image pixels per latent element, each way
+    num_checksums: int = 1    # determinism checksums stored in the header
+
+    @property
+    def num_layers(self) -> int:
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """Constructor arguments: enough to rebuild the architecture."""
+        raise NotImplementedError
+
+    def prepare_inference(self) -> None:
+        """Build frozen float64 parameter paths and CDF tables (after loading)."""
+        raise NotImplementedError

@@ -1,0 +1,156 @@
+"""Variance-aware masking on a mean-scale hyperprior (Presta et al., WACV 2025).
+
+One model, top to bottom: the transforms, the entropy models, the
+rate-distortion loss, and the layered bitstream.
+
+    x ─► g_a ─┬─► y_base ─────────────────► GaussianConditional(μ_b, σ_b) ─► layer 1
+              └─► y_top ─► r = y_top − ŷ_base ─► ranked chunks ────────────► layers 2..K
+    (y_base, y_top) ─► h_a ─► z ─► EntropyBottleneck ─────────────────────► layer 1
+                                 └► h_s ─► (μ_b, σ_b) and, with ŷ_base, (μ_r, σ_r)
+
+    decode(L layers):  x̂ = g_s(ŷ_base + r̂),  r̂ = received chunks, μ_r elsewhere
+"""
+
+from __future__ import annotations
+
+import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from torch import nn
+
+from ..coding.gaussian import (
+    Float64Path, GaussianSymbolCoder, index_checksum, memory_safe, quantize_symbols, verify_checksum,
+)
+from ..coding.ranked_residual import RankedResidualLatentCodec, _ste_round
+from ..coding.ranking import DEFAULT_SCHEDULE
+from ..container import pack_strings, unpack_strings
+from .base import ProgressiveModel, bits
+from .transforms import analysis_trunk, conv, hyper_analysis, hyper_synthesis, synthesis
+
+
+class VarianceAwareMasking(ProgressiveModel):
+    name = "vam"
+    num_checksums = 2  # base and residual scale-index maps
+
+    def __init__(self, N: int = 128, M: int = 192, schedule=DEFAULT_SCHEDULE,
+                 lambda_base: float = 0.0035, lambda_top: float = 0.0483):
+        super().__init__()
+        self.N, self.M = N, M
+        self.lambda_base, self.lambda_top = lambda_base, lambda_top
+        self.g_a = analysis_trunk(N)
+        self.head_base = conv(N, M)
+        self.head_top = conv(N, M)
+        self.g_s = synthesis(N, M)
+        self.h_a = hyper_analysis(2 * M, N)
+        self.h_s = hyper_synthesis(N, 2 * M)
+        self.entropy_bottleneck = EntropyBottleneck(N)
+        self.gaussian_conditional = GaussianConditional(None)
+        self.residual = RankedResidualLatentCodec(M, 2 * M, schedule)
+        self._h_s64: Float64Path | None = None
+        self._base_coder: GaussianSymbolCoder | None = None
+
+    @property
+    def num_layers(self) -> int:
+        return 1 + self.residual.num_chunks
+
+    def config(self) -> dict:
+        return {"N": self.N, "M": self.M, "schedule": list(self.residual.schedule),
+                "lambda_base": self.lambda_base, "lambda_top": self.lambda_top}
+
+    # -- training: the rate-distortion loss ------------------------------
+    def sample_fraction(self, batch: int, device) -> torch.Tensor:
+        """Share of the residual received: U(0, 1), and the full top 1 time in 4."""
+        fraction = torch.rand(batch, device=device)
+        return torch.where(torch.rand(batch, device=device) < 0.25, torch.ones_like(fraction), fraction)
+
+    def forward(self, x: torch.Tensor, fraction: torch.Tensor | None = None) -> dict:
+        """Two operating points per image: the base (mean-filled top) and a
+        random masking quality q, each paying its own rate, with a distortion
+        weight rising geometrically from ``lambda_base`` (q=0) to ``lambda_top`` (q=1)."""
+        batch, _, height, width = x.shape
+        pixels = batch * height * width
+        if fraction is None:
+            fraction = self.sample_fraction(batch, x.device)
+
+        features = self.g_a(x)
+        y_base, y_top = self.head_base(features), self.head_top(features)
+        z = self.h_a(torch.cat([y_base, y_top], 1))
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        hyper = self.h_s(z_hat)
+        scales_b, means_b = hyper.chunk(2, 1)
+        _, base_likelihoods = self.gaussian_conditional(y_base, scales_b, means=means_b)
+        y_hat_base = _ste_round(y_base, means_b)
+        res = self.residual(y_top, y_hat_base, hyper, fraction)
+
+        x_base = self.g_s(res["y_mean_top"])
+        x_q = self.g_s(res["y_hat_top"])
+        mse_base = ((x_base - x) ** 2).mean(dim=(1, 2, 3))
+        mse_q = ((x_q - x) ** 2).mean(dim=(1, 2, 3))
+        lam_q = self.lambda_base * (self.lambda_top / self.lambda_base) ** fraction
+
+        bpp_base = (bits(z_likelihoods) + bits(base_likelihoods)) / pixels
+        residual_bits = -(torch.log2(res["likelihoods"]) * res["mask"]).sum()
+        bpp_q = bpp_base + residual_bits / pixels
+        bpp_full = bpp_base + bits(res["likelihoods"]) / pixels
+        distortion = 255**2 * (self.lambda_base * mse_base + lam_q * mse_q).mean()
+        return {
+            "loss": bpp_base + bpp_q + distortion,
+            "aux_loss": self.aux_loss(),
+            "bpp_base": bpp_base.detach(),
+            "bpp_full": bpp_full.detach(),
+            "mse_base": mse_base.mean().detach(),
+            "mse_q": mse_q.mean().detach(),
+            "x_hat": x_q,
+        }
+
+    # -- coding ----------------------------------------------------------
+    def prepare_inference(self) -> None:
+        self._h_s64 = Float64Path(self.h_s)
+        self._base_coder = GaussianSymbolCoder(self.gaussian_conditional)
+        self.residual.prepare_inference()
+
+    def _base_parameters(self, z_hat: torch.Tensor):
+        if self._h_s64 is None:
+            self.prepare_inference()
+        hyper = self._h_s64(z_hat)
+        scales_b, means_b = hyper.chunk(2, 1)
+        return hyper, means_b, self._base_coder.indexes(scales_b)
+
+    @torch.no_grad()
+    def compress(self, x: torch.Tensor) -> dict:
+        features = self.g_a(x)
+        y_base, y_top = self.head_base(features), self.head_top(features)
+        z = self.h_a(torch.cat([y_base, y_top], 1))
+        z_string = self.entropy_bottleneck.compress(z)[0]
+        # The decoder's z_hat, not the encoder's z: parameters come from it.
+        z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
+
+        hyper, means_b, indexes_b = self._base_parameters(z_hat)
+        symbols_b = quantize_symbols(y_base, means_b)
+        base_string = self._base_coder.encode(symbols_b, indexes_b)
+        y_hat_base = symbols_b + means_b
+
+        res = self.residual.compress(y_top.double().cpu(), y_hat_base, hyper)
+        return {
+            "layers": [pack_strings([z_string, base_string])] + res["strings"],
+            "checksums": [index_checksum(indexes_b), index_checksum(res["indexes"])],
+        }
+
+    @torch.no_grad()
+    def decompress(self, layers: list[bytes], latent_size: tuple[int, int],
+                   checksums=None) -> torch.Tensor:
+        """Reconstruct from ``layers[0]`` (z + base) and any residual chunks after it.
+
+        ``checksums`` (from the file) are verified before each stage reads bits.
+        """
+        base_check, residual_check = checksums if checksums else (None, None)
+        z_string, base_string = unpack_strings(layers[0], 2)
+        h, w = latent_size
+        z_size = (h // 4, w // 4)
+        z_hat = self.entropy_bottleneck.decompress(
+            [memory_safe(z_string, self.N * z_size[0] * z_size[1])], z_size)
+        hyper, means_b, indexes_b = self._base_parameters(z_hat)
+        verify_checksum(indexes_b, base_check, "base")
+        y_hat_base = self._base_coder.decode(base_string, indexes_b) + means_b
+        r_hat = self.residual.decompress(layers[1:], y_hat_base, hyper, residual_check)["r_hat"]
+        device = next(self.g_s.parameters()).device
+        return self.g_s((y_hat_base + r_hat).float().to(device)).clamp_(0, 1)

@@ -1,0 +1,188 @@
+"""The training loop: one function, resumable, single process or DDP (torchrun).
+
+The model's ``forward`` returns its own rate-distortion loss and aux loss; the
+loop only feeds crops, steps the optimiser, validates, checkpoints, exports.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..device import resolve_device
+from ..models import MODELS
+from ..models.base import mse_to_psnr
+from ..weights import save_weights
+from .data import RandomCrops, center_crops, find_images, split_holdout
+
+
+@dataclass
+class TrainConfig:
+    data: list[str]
+    model: str = "vam"
+    out: str = "weights/vam.safetensors"
+    steps: int = 10_000
+    batch: int = 8
+    crop: int = 128
+    lambda_base: float = 0.0035
+    lambda_top: float = 0.0483
+    lr: float = 1e-4
+    warmup: int = 500
+    decay_from: float = 0.85      # lr drops tenfold for the last 15% of steps
+    aux_lr: float = 1e-3
+    clip: float = 1.0
+    resume: str | None = None
+    checkpoint: str | None = None  # default: OUT with .ckpt
+    checkpoint_every: int = 200
+    checkpoint_minutes: float = 5.0
+    val: str | None = None
+    val_every: int = 500
+    val_crop: int = 256
+    device: str = "auto"
+    seed: int = 0
+    threads: int | None = None
+    model_args: dict = field(default_factory=dict)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return Path(self.checkpoint or Path(self.out).with_suffix(".ckpt"))
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then flat, then a tenfold drop for the final stretch."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    return cfg.lr * (0.1 if step >= cfg.decay_from * cfg.steps else 1.0)
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def validate(model, images: torch.Tensor, batch: int = 8) -> dict:
+    """Estimated bpp and PSNR at the base (q=0) and full (q=1) operating points."""
+    model.eval()
+    sums = {"bpp_base": 0.0, "bpp_full": 0.0, "mse_base": 0.0, "mse_q": 0.0}
+    for i in range(0, len(images), batch):
+        x = images[i:i + batch].to(next(model.parameters()).device)
+        out = model(x, fraction=torch.ones(len(x), device=x.device))
+        for k in sums:
+            sums[k] += float(out[k]) * len(x)
+    model.train()
+    n = len(images)
+    return {"bpp_base": sums["bpp_base"] / n, "bpp_full": sums["bpp_full"] / n,
+            "psnr_base": mse_to_psnr(sums["mse_base"] / n), "psnr_full": mse_to_psnr(sums["mse_q"] / n)}
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def train(cfg: TrainConfig, on_event=None) -> dict:
+    """Train ``cfg.model`` and export it to ``cfg.out``; returns the manifest.
+
+    ``on_event(kind, info)`` receives "load", "step", "val", "checkpoint" and
+    "done" events (the CLI draws its progress bar from them); only rank 0 emits.
+    """
+    rank, world = _distributed()
+    emit = (on_event if rank == 0 and on_event else (lambda *a: None))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    torch.manual_seed(cfg.seed + rank)
+
+    files = find_images(cfg.data)
+    train_files, held_out = split_holdout(files)
+    val_files = find_images([cfg.val]) if cfg.val else held_out
+    data = RandomCrops(train_files, cfg.crop, seed=cfg.seed + rank,
+                       on_load=lambda i, n: emit("load", {"done": i, "total": n}))
+    val_images = center_crops(val_files, cfg.val_crop) if val_files and rank == 0 else None
+
+    model = MODELS[cfg.model](lambda_base=cfg.lambda_base, lambda_top=cfg.lambda_top,
+                              **cfg.model_args).to(device)
+    quantiles = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+    main = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    optimizer = torch.optim.Adam([{"params": main, "lr": cfg.lr}, {"params": quantiles, "lr": cfg.aux_lr}])
+
+    step, elapsed, history = 0, 0.0, []
+    if cfg.resume:
+        ckpt = torch.load(cfg.resume, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, elapsed, history = ckpt["step"], ckpt["elapsed"], ckpt.get("history", [])
+        data.rng.bit_generator.state = ckpt["data_rng"]
+        torch.set_rng_state(ckpt["torch_rng"])
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    model.train()
+
+    def checkpoint():
+        if rank == 0:
+            _atomic_torch_save({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "elapsed": elapsed, "history": history, "config": asdict(cfg),
+                "data_rng": data.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            }, cfg.checkpoint_path)
+            emit("checkpoint", {"step": step, "path": str(cfg.checkpoint_path)})
+
+    last_ckpt = time.monotonic()
+    while step < cfg.steps:
+        t0 = time.monotonic()
+        optimizer.param_groups[0]["lr"] = learning_rate(cfg, step)
+        x = data.batch(cfg.batch).to(device, non_blocking=True)
+        out = net(x)
+        optimizer.zero_grad(set_to_none=True)
+        (out["loss"] + out["aux_loss"]).backward()
+        if cfg.clip:
+            torch.nn.utils.clip_grad_norm_(main, cfg.clip)
+        optimizer.step()
+        step += 1
+        elapsed += time.monotonic() - t0
+        emit("step", {"step": step, "steps": cfg.steps, "loss": float(out["loss"]),
+                      "bpp": float(out["bpp_full"]), "psnr": mse_to_psnr(float(out["mse_q"])),
+                      "lr": optimizer.param_groups[0]["lr"]})
+        if not math.isfinite(float(out["loss"])):
+            raise FloatingPointError(f"loss became {float(out['loss'])} at step {step}")
+        if val_images is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+            metrics = validate(model, val_images)
+            history.append({"step": step, **metrics})
+            emit("val", {"step": step, **metrics})
+        if step % cfg.checkpoint_every == 0 or time.monotonic() - last_ckpt > 60 * cfg.checkpoint_minutes \
+                or step == cfg.steps:
+            checkpoint()
+            last_ckpt = time.monotonic()
+
+    manifest = None
+    if rank == 0:
+        manifest = save_weights(model, Path(cfg.out), {
+            "training": {
+                "steps": step, "batch": cfg.batch * world, "crop": cfg.crop, "lr": cfg.lr,
+                "lambda_base": cfg.lambda_base, "lambda_top": cfg.lambda_top,
+                "data": [str(d) for d in cfg.data], "images": len(train_files),
+                "device": f"{device.type} ({platform.processor() or platform.machine()}, "
+                          f"{torch.get_num_threads()} threads)" if device.type == "cpu"
+                          else torch.cuda.get_device_name(device),
+                "processes": world, "wall_time_s": round(elapsed, 1),
+                "validation": history[-1] if history else None,
+            },
+        })
+        emit("done", manifest)
+    if world > 1:
+        dist.barrier()
+    return manifest

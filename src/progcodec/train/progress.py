@@ -1,0 +1,45 @@
+"""A rich progress display for training events (CLI side: the loop never prints)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class TrainingProgress:
+    def __init__(self):
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
+            console=self.console,
+        )
+        self.tasks = {}
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def _task(self, name, total):
+        if name not in self.tasks:
+            self.tasks[name] = self.progress.add_task(name, total=total, stats="")
+        return self.tasks[name]
+
+    def on_event(self, kind: str, info: dict) -> None:
+        if kind == "load":
+            self.progress.update(self._task("loading images", info["total"]), completed=info["done"])
+        elif kind == "step":
+            if not self.console.is_terminal and info["step"] % 50 == 0:
+                self.console.log(f"step {info['step']}/{info['steps']}: loss {info['loss']:.3f} "
+                                 f"bpp {info['bpp']:.3f} psnr {info['psnr']:.2f}")
+            stats = f"loss {info['loss']:.3f}  bpp {info['bpp']:.3f}  psnr {info['psnr']:.2f}  lr {info['lr']:.1e}"
+            self.progress.update(self._task("training", info["steps"]), completed=info["step"], stats=stats)
+        elif kind == "val":
+            self.console.log(
+                f"val @ {info['step']}: base {info['bpp_base']:.3f} bpp {info['psnr_base']:.2f} dB, "
+                f"full {info['bpp_full']:.3f} bpp {info['psnr_full']:.2f} dB")
+        elif kind == "checkpoint" and not self.console.is_terminal:
+            self.console.log(f"checkpoint @ {info['step']}: {info['path']}")
