@@ -154,11 +154,11 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
         optimizer.step()
         step += 1
         elapsed += time.monotonic() - t0
-        emit("step", {"step": step, "steps": cfg.steps, "loss": float(out["loss"]),
+        emit("step", {"step": step, "steps": cfg.steps, "loss": float(out["loss"].detach()),
                       "bpp": float(out["bpp_full"]), "psnr": mse_to_psnr(float(out["mse_q"])),
                       "lr": optimizer.param_groups[0]["lr"]})
-        if not math.isfinite(float(out["loss"])):
-            raise FloatingPointError(f"loss became {float(out['loss'])} at step {step}")
+        if not math.isfinite(float(out["loss"].detach())):
+            raise FloatingPointError(f"loss became {float(out['loss'].detach())} at step {step}")
         if val_images is not None and (step % cfg.val_every == 0 or step == cfg.steps):
             metrics = validate(model, val_images)
             history.append({"step": step, **metrics})

@@ -1,0 +1,158 @@
+"""ProgDTD: a scale hyperprior made progressive by double tail drop.
+
+Hojjat, Haberer, Landsiedel, "ProgDTD: Progressive Learned Image Compression
+with Double-Tail-Drop Training", CVPRW 2023. One model, top to bottom: the
+transforms, the entropy models, the tail-drop training loss, the layered
+bitstream.
+
+    x ─► g_a ─► y ─────────────► GaussianConditional(0, σ) ─► y[:, groups]  (layers 1..K)
+              └─► h_a(|y|) ─► z ─► EntropyBottleneck ───────► z             (layer 1)
+                                 └─► h_s ─► σ
+
+Training draws a channel count k per image and zeroes y's channels past k and
+z's past k·N/M (the "double tail"), so channels sort themselves by importance
+and any channel prefix decodes. No extra parameters.
+
+Bitstream choice: z is sent whole in layer 1 (it costs ~1-2% of the file),
+so every y group is coded with the scales that full-z training (k = M) taught;
+layer L then holds y's channel group L. Decoding L layers zero-fills the
+later channels, exactly as in training.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.layers import GDN
+from torch import nn
+
+from ..coding.gaussian import Float64Path, GaussianSymbolCoder, index_checksum, memory_safe, verify_checksum
+from ..container import pack_strings, unpack_strings
+from .base import ProgressiveModel
+from .transforms import conv, deconv, synthesis
+
+# Share of y's channels at the end of each layer: fine steps first, where each
+# channel matters most (for M=192: 8, 16, 24, 32, 48, 64, 96, 128, 160, 192).
+DEFAULT_GROUP_FRACTIONS = (1 / 24, 1 / 12, 1 / 8, 1 / 6, 1 / 4, 1 / 3, 1 / 2, 2 / 3, 5 / 6, 1.0)
+
+
+def _ste_round(x: torch.Tensor) -> torch.Tensor:
+    return (torch.round(x) - x).detach() + x
+
+
+class ProgDTD(ProgressiveModel):
+    name = "progdtd"
+    num_checksums = 1  # the y scale-index map
+
+    def __init__(self, N: int = 128, M: int = 192, channel_groups=None,
+                 lambda_top: float = 0.0483, lambda_base: float | None = None):
+        """``lambda_top`` is ProgDTD's single λ; ``lambda_base`` is accepted so that
+        every model trains from the same command, and unused (one λ for all prefixes)."""
+        super().__init__()
+        if channel_groups is None:
+            channel_groups = sorted({max(1, round(f * M)) for f in DEFAULT_GROUP_FRACTIONS})
+        groups = tuple(int(c) for c in channel_groups)
+        if groups[-1] != M or any(b <= a for a, b in zip(groups, groups[1:])) or groups[0] < 1:
+            raise ValueError(f"channel groups must rise strictly to M={M}")
+        self.N, self.M, self.channel_groups = N, M, groups
+        self.lambda_top = lambda_top
+        self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
+        self.g_s = synthesis(N, M)
+        self.h_a = nn.Sequential(conv(M, N, 3, 1), nn.ReLU(inplace=True), conv(N, N), nn.ReLU(inplace=True),
+                                 conv(N, N))
+        self.h_s = nn.Sequential(deconv(N, N), nn.ReLU(inplace=True), deconv(N, N), nn.ReLU(inplace=True),
+                                 conv(N, M, 3, 1), nn.ReLU(inplace=True))
+        self.entropy_bottleneck = EntropyBottleneck(N)
+        self.gaussian_conditional = GaussianConditional(None)
+        self._h_s64: Float64Path | None = None
+        self._coder: GaussianSymbolCoder | None = None
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.channel_groups)
+
+    def config(self) -> dict:
+        return {"N": self.N, "M": self.M, "channel_groups": list(self.channel_groups),
+                "lambda_top": self.lambda_top}
+
+    # -- training: double tail drop -------------------------------------
+    def _keep_masks(self, batch: int, device, keep: torch.Tensor | None):
+        """Per-image channel masks for y and z; ``keep`` is y's channel count per image."""
+        if keep is None:
+            choices = torch.tensor(self.channel_groups, device=device)
+            keep = choices[torch.randint(len(choices), (batch,), device=device)]
+        keep_z = torch.ceil(keep.float() * self.N / self.M)
+        y_mask = (torch.arange(self.M, device=device)[None] < keep[:, None]).float()[..., None, None]
+        z_mask = (torch.arange(self.N, device=device)[None] < keep_z[:, None]).float()[..., None, None]
+        return y_mask, z_mask
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, fraction=None) -> dict:
+        """R + λ·D of a random channel prefix per image (``fraction=1`` keeps all)."""
+        batch, _, height, width = x.shape
+        pixels = batch * height * width
+        if fraction is not None:
+            keep = torch.round(fraction * self.M).clamp(1, self.M).long()
+        y_mask, z_mask = self._keep_masks(batch, x.device, keep)
+
+        y = self.g_a(x)
+        z = self.h_a(torch.abs(y))
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        scales = self.h_s(z_hat * z_mask)
+        _, y_likelihoods = self.gaussian_conditional(y, scales)
+        x_hat = self.g_s(_ste_round(y) * y_mask)
+
+        bits = -(torch.log2(z_likelihoods) * z_mask).sum() - (torch.log2(y_likelihoods) * y_mask).sum()
+        bpp = bits / pixels
+        mse = ((x_hat - x) ** 2).mean()
+        full_bpp = (-torch.log2(z_likelihoods).sum() - torch.log2(y_likelihoods).sum()) / pixels
+        return {
+            "loss": bpp + self.lambda_top * 255**2 * mse,
+            "aux_loss": self.aux_loss(),
+            "bpp_base": bpp.detach(),
+            "bpp_full": full_bpp.detach(),
+            "mse_base": mse.detach(),
+            "mse_q": mse.detach(),
+            "x_hat": x_hat,
+        }
+
+    # -- coding ----------------------------------------------------------
+    def prepare_inference(self) -> None:
+        self._h_s64 = Float64Path(self.h_s)
+        self._coder = GaussianSymbolCoder(self.gaussian_conditional)
+
+    def _indexes(self, z_hat: torch.Tensor) -> torch.Tensor:
+        if self._h_s64 is None:
+            self.prepare_inference()
+        return self._coder.indexes(self._h_s64(z_hat))
+
+    def _group_bounds(self):
+        return list(zip((0,) + self.channel_groups[:-1], self.channel_groups))
+
+    @torch.no_grad()
+    def compress(self, x: torch.Tensor) -> dict:
+        y = self.g_a(x)
+        z = self.h_a(torch.abs(y))
+        z_string = self.entropy_bottleneck.compress(z)[0]
+        z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
+        indexes = self._indexes(z_hat)
+        symbols = torch.round(y.double().cpu())
+        strings = [self._coder.encode(symbols[:, a:b], indexes[:, a:b]) for a, b in self._group_bounds()]
+        return {"layers": [pack_strings([z_string, strings[0]])] + strings[1:],
+                "checksums": [index_checksum(indexes)]}
+
+    @torch.no_grad()
+    def decompress(self, layers: list[bytes], latent_size: tuple[int, int], checksums=None) -> torch.Tensor:
+        z_string, first = unpack_strings(layers[0], 2)
+        h, w = latent_size
+        z_size = (h // 4, w // 4)
+        z_hat = self.entropy_bottleneck.decompress(
+            [memory_safe(z_string, self.N * math.prod(z_size))], z_size)
+        indexes = self._indexes(z_hat)
+        verify_checksum(indexes, checksums[0] if checksums else None, "y")
+        y_hat = torch.zeros(indexes.shape, dtype=torch.float64)
+        for string, (a, b) in zip([first] + list(layers[1:]), self._group_bounds()):
+            y_hat[:, a:b] = self._coder.decode(string, indexes[:, a:b])
+        device = next(self.g_s.parameters()).device
+        return self.g_s(y_hat.float().to(device)).clamp_(0, 1)
