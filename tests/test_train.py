@@ -95,3 +95,12 @@ def test_torchrun_two_cpu_processes(photo_dir, tmp_path):
     manifest = load_model(str(out)).manifest
     assert manifest["training"]["processes"] == 2
     assert manifest["training"]["batch"] == 4
+
+
+def test_init_from_exported_weights_counts_cumulative_steps(photo_dir, tmp_path):
+    first = _config(photo_dir, tmp_path / "a", steps=2)
+    train(first)
+    second = _config(photo_dir, tmp_path / "b", steps=3, init=first.out)
+    manifest = train(second)
+    assert manifest["training"]["cumulative_steps"] == 5
+    assert manifest["training"]["init_from"] == first.out

@@ -56,6 +56,8 @@ def main():
 @click.option("--lr", default=1e-4, show_default=True, help="Peak learning rate (after warm-up).")
 @click.option("--warmup", default=500, show_default=True, help="Linear warm-up steps.")
 @click.option("--resume", type=click.Path(exists=True), default=None, help="Checkpoint to continue from.")
+@click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Fine-tune: start from exported .safetensors weights with a fresh optimiser.")
 @click.option("--val", type=click.Path(exists=True, file_okay=False), default=None,
               help="Validation folder (default: a fixed 2% of the training files, held out). Never Kodak.")
 @click.option("--val-every", default=500, show_default=True)
@@ -191,3 +193,61 @@ def truncate(file, layers, output):
     from . import api
 
     _write_output(output, api.truncate(_read_input(file), layers), file)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", "outdir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("bench-results"), show_default=True,
+              help="Folder for results.json, bd_rate.json, rd.png and layers.png.")
+@click.option("--model", "models", multiple=True, default=("vam",), show_default=True,
+              help="Model name or .safetensors weights; repeat to put several models on one rd.png.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images (by file name).")
+@click.option("--baselines", default="jpeg,jpeg2000,webp,avif,jxl", show_default=True,
+              help="Comma-separated Pillow codecs to compare with ('none' for none); missing ones are skipped.")
+@DEVICE_OPTION
+def bench(directory, outdir, models, limit, baselines, device):
+    """Rate-distortion benchmark of our model(s) on the images in DIRECTORY.
+
+    Each image is encoded once and decoded from every prefix of its layers
+    (bpp of the real file prefix, PSNR-RGB, MS-SSIM, times), and compared with
+    JPEG, JPEG 2000 (layered), WebP, AVIF and JPEG XL ladders and CompressAI's
+    published bmshj2018-hyperprior curve. Writes OUTDIR/results.json
+    (CompressAI format), bd_rate.json, rd.png and layers.png.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    from . import bench as bench_pkg
+
+    try:
+        names = bench_pkg.parse_baselines(baselines)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--baselines") from None
+    images = bench_pkg.list_images(directory, limit)
+    err = Console(stderr=True)
+    progress = Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TimeRemainingColumn(), TextColumn("{task.fields[what]}"), console=err)
+    task = progress.add_task("bench", total=None, what="loading models")
+
+    def on_event(kind, info):
+        if kind == "plan":
+            progress.update(task, total=info["total"])
+        elif kind == "step":
+            progress.update(task, completed=info["done"], what=f"{info['codec']} {info['image']}")
+        elif kind == "note":
+            progress.console.log(f"note: {info['message']}")
+
+    with progress:
+        result = bench_pkg.run_bench(images, models=models, baselines=names, device=device, on_event=on_event)
+    report = bench_pkg.write_report(result, outdir)
+
+    out = Console()
+    for entry in result.entries:
+        out.print(bench_pkg.codec_table(entry))
+    if report["bd_rate"]:
+        out.print(bench_pkg.bd_table(report["bd_rate"]))
+    for note in result.notes:
+        out.print(f"note: {note}")
+    out.print(f"{len(result.images)} image(s); wrote " + ", ".join(str(p) for p in report["paths"].values()))

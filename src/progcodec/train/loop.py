@@ -6,6 +6,7 @@ loop only feeds crops, steps the optimiser, validates, checkpoints, exports.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -40,6 +41,7 @@ class TrainConfig:
     aux_lr: float = 1e-3
     clip: float = 1.0
     resume: str | None = None
+    init: str | None = None        # start from exported weights (fine-tune), fresh optimiser
     checkpoint: str | None = None  # default: OUT with .ckpt
     checkpoint_every: int = 200
     checkpoint_minutes: float = 5.0
@@ -121,12 +123,19 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
     main = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
     optimizer = torch.optim.Adam([{"params": main, "lr": cfg.lr}, {"params": quantiles, "lr": cfg.aux_lr}])
 
-    step, elapsed, history = 0, 0.0, []
+    step, elapsed, history, previous = 0, 0.0, [], None
+    if cfg.init and not cfg.resume:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(cfg.init))
+        init_manifest = Path(cfg.init).with_suffix(".json")
+        previous = json.loads(init_manifest.read_text()).get("training") if init_manifest.exists() else None
     if cfg.resume:
         ckpt = torch.load(cfg.resume, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step, elapsed, history = ckpt["step"], ckpt["elapsed"], ckpt.get("history", [])
+        previous = ckpt.get("previous")
         data.rng.bit_generator.state = ckpt["data_rng"]
         torch.set_rng_state(ckpt["torch_rng"])
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
@@ -138,6 +147,7 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                 "elapsed": elapsed, "history": history, "config": asdict(cfg),
                 "data_rng": data.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "previous": previous,
             }, cfg.checkpoint_path)
             emit("checkpoint", {"step": step, "path": str(cfg.checkpoint_path)})
 
@@ -180,6 +190,9 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
                           else torch.cuda.get_device_name(device),
                 "processes": world, "wall_time_s": round(elapsed, 1),
                 "validation": history[-1] if history else None,
+                "init_from": cfg.init,
+                "previous": previous,
+                "cumulative_steps": step + (previous or {}).get("cumulative_steps", (previous or {}).get("steps", 0)),
             },
         })
         emit("done", manifest)

@@ -1,0 +1,55 @@
+"""Which reconstruction should a vam file's layer 1 give?
+
+Compares, on a folder of images, the two candidates the design left open:
+``g_s(ŷ_base)`` (the base latent alone) and ``g_s(ŷ_base + μ_r)`` (the top
+path with every residual element mean-filled, what progcodec decodes).
+
+    python benchmarks/base_layer_choice.py ../shared/data/kodak [--limit N]
+"""
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from progcodec.api import get_model
+from progcodec.bench.metrics import psnr
+from progcodec.coding.gaussian import memory_safe
+from progcodec.container import unpack_strings
+from progcodec.image import crop, load_image, pad, to_tensor
+
+
+@torch.no_grad()
+def both_reconstructions(net, x):
+    layers = net.compress(pad(x, net.stride))["layers"]
+    z_string, base_string = unpack_strings(layers[0], 2)
+    h, w = pad(x, net.stride).shape[-2] // 16, pad(x, net.stride).shape[-1] // 16
+    z_hat = net.entropy_bottleneck.decompress([memory_safe(z_string, net.N * h * w)], (h // 4, w // 4))
+    hyper, means_b, indexes_b = net._base_parameters(z_hat)
+    y_hat_base = net._base_coder.decode(base_string, indexes_b) + means_b
+    mean_fill = net.residual.decompress([], y_hat_base, hyper)["r_hat"]
+    base_only = net.g_s(y_hat_base.float()).clamp(0, 1)
+    top_mean = net.g_s((y_hat_base + mean_fill).float()).clamp(0, 1)
+    size = x.shape[-2:]
+    return crop(base_only, *size), crop(top_mean, *size)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--limit", type=int, default=None)
+    args = parser.parse_args()
+    net = get_model("vam", "cpu")
+    files = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})[:args.limit]
+    sums = [0.0, 0.0]
+    for f in files:
+        x = to_tensor(load_image(f))
+        base_only, top_mean = both_reconstructions(net, x)
+        sums[0] += psnr(base_only, x)
+        sums[1] += psnr(top_mean, x)
+    n = len(files)
+    print(f"{n} images: g_s(y_base) {sums[0] / n:.2f} dB, g_s(y_base + mu_r) {sums[1] / n:.2f} dB")
+
+
+if __name__ == "__main__":
+    main()
