@@ -87,6 +87,11 @@ class GaussianSymbolCoder:
         return torch.tensor(values, dtype=torch.float64).reshape(indexes.shape)
 
 
+def ste_round(x: torch.Tensor, means: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """Training: round around ``means`` forward, identity gradient backward."""
+    return (torch.round(x - means) - (x - means)).detach() + x
+
+
 def quantize_symbols(values: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     """Integer symbols of ``values`` around ``means`` (float64, on the grid)."""
     return torch.round(values.double().cpu() - means)

@@ -6,13 +6,8 @@ import torch
 from compressai.entropy_models import GaussianConditional
 from torch import nn
 
-from .gaussian import Float64Path, GaussianSymbolCoder, quantize_symbols, verify_checksum
+from .gaussian import Float64Path, GaussianSymbolCoder, quantize_symbols, ste_round, verify_checksum
 from .ranking import DEFAULT_SCHEDULE, chunk_positions, top_fraction_mask, validate_schedule
-
-
-def _ste_round(x: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
-    """Round around the mean in the forward pass, identity gradient backward."""
-    return (torch.round(x - means) - (x - means)).detach() + x
 
 
 class ResidualParams(nn.Module):
@@ -73,7 +68,7 @@ class RankedResidualLatentCodec(nn.Module):
         scales, means = self.residual_params(hyper_features, y_hat_base).chunk(2, 1)
         residual = y_top - y_hat_base
         _, likelihoods = self.gaussian_conditional(residual, scales, means=means)
-        r_hat = _ste_round(residual, means)
+        r_hat = ste_round(residual, means)
         mask = top_fraction_mask(scales, fraction)
         return {
             "likelihoods": likelihoods,

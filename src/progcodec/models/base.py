@@ -7,6 +7,8 @@ import math
 import torch
 from compressai.models import CompressionModel
 
+from ..coding.gaussian import memory_safe
+
 
 def bits(likelihoods: torch.Tensor) -> torch.Tensor:
     """Estimated bits of a latent from its likelihoods (training only)."""
@@ -42,3 +44,15 @@ class ProgressiveModel(CompressionModel):
     def prepare_inference(self) -> None:
         """Build frozen float64 parameter paths and CDF tables (after loading)."""
         raise NotImplementedError
+
+    # -- the hyper-latent z, coded the same way by every model -------------
+    def code_hyper_latent(self, z: torch.Tensor) -> tuple[bytes, torch.Tensor]:
+        """z's rANS string and the decoder's z_hat (parameters must come from that)."""
+        z_string = self.entropy_bottleneck.compress(z)[0]
+        return z_string, self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
+
+    def decode_hyper_latent(self, z_string: bytes, latent_size: tuple[int, int]) -> torch.Tensor:
+        """z_hat for a latent of ``latent_size`` (z is 4x smaller each way)."""
+        z_size = (latent_size[0] // 4, latent_size[1] // 4)
+        channels = self.entropy_bottleneck.channels
+        return self.entropy_bottleneck.decompress([memory_safe(z_string, channels * z_size[0] * z_size[1])], z_size)

@@ -21,14 +21,14 @@ later channels, exactly as in training.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.layers import GDN
 from torch import nn
 
-from ..coding.gaussian import Float64Path, GaussianSymbolCoder, index_checksum, memory_safe, verify_checksum
+from ..coding.gaussian import (
+    Float64Path, GaussianSymbolCoder, index_checksum, ste_round, verify_checksum,
+)
 from ..container import pack_strings, unpack_strings
 from .base import ProgressiveModel
 from .transforms import conv, deconv, synthesis
@@ -36,10 +36,6 @@ from .transforms import conv, deconv, synthesis
 # Share of y's channels at the end of each layer: fine steps first, where each
 # channel matters most (for M=192: 8, 16, 24, 32, 48, 64, 96, 128, 160, 192).
 DEFAULT_GROUP_FRACTIONS = (1 / 24, 1 / 12, 1 / 8, 1 / 6, 1 / 4, 1 / 3, 1 / 2, 2 / 3, 5 / 6, 1.0)
-
-
-def _ste_round(x: torch.Tensor) -> torch.Tensor:
-    return (torch.round(x) - x).detach() + x
 
 
 class ProgDTD(ProgressiveModel):
@@ -101,7 +97,7 @@ class ProgDTD(ProgressiveModel):
         z_hat, z_likelihoods = self.entropy_bottleneck(z)
         scales = self.h_s(z_hat * z_mask)
         _, y_likelihoods = self.gaussian_conditional(y, scales)
-        x_hat = self.g_s(_ste_round(y) * y_mask)
+        x_hat = self.g_s(ste_round(y) * y_mask)
 
         bits = -(torch.log2(z_likelihoods) * z_mask).sum() - (torch.log2(y_likelihoods) * y_mask).sum()
         bpp = bits / pixels
@@ -134,8 +130,7 @@ class ProgDTD(ProgressiveModel):
     def compress(self, x: torch.Tensor) -> dict:
         y = self.g_a(x)
         z = self.h_a(torch.abs(y))
-        z_string = self.entropy_bottleneck.compress(z)[0]
-        z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
+        z_string, z_hat = self.code_hyper_latent(z)
         indexes = self._indexes(z_hat)
         symbols = torch.round(y.double().cpu())
         strings = [self._coder.encode(symbols[:, a:b], indexes[:, a:b]) for a, b in self._group_bounds()]
@@ -145,10 +140,7 @@ class ProgDTD(ProgressiveModel):
     @torch.no_grad()
     def decompress(self, layers: list[bytes], latent_size: tuple[int, int], checksums=None) -> torch.Tensor:
         z_string, first = unpack_strings(layers[0], 2)
-        h, w = latent_size
-        z_size = (h // 4, w // 4)
-        z_hat = self.entropy_bottleneck.decompress(
-            [memory_safe(z_string, self.N * math.prod(z_size))], z_size)
+        z_hat = self.decode_hyper_latent(z_string, latent_size)
         indexes = self._indexes(z_hat)
         verify_checksum(indexes, checksums[0] if checksums else None, "y")
         y_hat = torch.zeros(indexes.shape, dtype=torch.float64)

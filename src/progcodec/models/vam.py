@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from torch import nn
 
 from ..coding.gaussian import (
-    Float64Path, GaussianSymbolCoder, index_checksum, memory_safe, quantize_symbols, verify_checksum,
+    Float64Path, GaussianSymbolCoder, index_checksum, quantize_symbols, ste_round, verify_checksum,
 )
-from ..coding.ranked_residual import RankedResidualLatentCodec, _ste_round
+from ..coding.ranked_residual import RankedResidualLatentCodec
 from ..coding.ranking import DEFAULT_SCHEDULE
 from ..container import pack_strings, unpack_strings
 from .base import ProgressiveModel, bits
@@ -78,7 +77,7 @@ class VarianceAwareMasking(ProgressiveModel):
         hyper = self.h_s(z_hat)
         scales_b, means_b = hyper.chunk(2, 1)
         _, base_likelihoods = self.gaussian_conditional(y_base, scales_b, means=means_b)
-        y_hat_base = _ste_round(y_base, means_b)
+        y_hat_base = ste_round(y_base, means_b)
         res = self.residual(y_top, y_hat_base, hyper, fraction)
 
         x_base = self.g_s(res["y_mean_top"])
@@ -120,9 +119,7 @@ class VarianceAwareMasking(ProgressiveModel):
         features = self.g_a(x)
         y_base, y_top = self.head_base(features), self.head_top(features)
         z = self.h_a(torch.cat([y_base, y_top], 1))
-        z_string = self.entropy_bottleneck.compress(z)[0]
-        # The decoder's z_hat, not the encoder's z: parameters come from it.
-        z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
+        z_string, z_hat = self.code_hyper_latent(z)
 
         hyper, means_b, indexes_b = self._base_parameters(z_hat)
         symbols_b = quantize_symbols(y_base, means_b)
@@ -144,10 +141,7 @@ class VarianceAwareMasking(ProgressiveModel):
         """
         base_check, residual_check = checksums if checksums else (None, None)
         z_string, base_string = unpack_strings(layers[0], 2)
-        h, w = latent_size
-        z_size = (h // 4, w // 4)
-        z_hat = self.entropy_bottleneck.decompress(
-            [memory_safe(z_string, self.N * z_size[0] * z_size[1])], z_size)
+        z_hat = self.decode_hyper_latent(z_string, latent_size)
         hyper, means_b, indexes_b = self._base_parameters(z_hat)
         verify_checksum(indexes_b, base_check, "base")
         y_hat_base = self._base_coder.decode(base_string, indexes_b) + means_b
