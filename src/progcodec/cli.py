@@ -205,8 +205,10 @@ def truncate(file, layers, output):
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images (by file name).")
 @click.option("--baselines", default="jpeg,jpeg2000,webp,avif,jxl", show_default=True,
               help="Comma-separated Pillow codecs to compare with ('none' for none); missing ones are skipped.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for torch (1 is fastest while another job keeps the cores busy).")
 @DEVICE_OPTION
-def bench(directory, outdir, models, limit, baselines, device):
+def bench(directory, outdir, models, limit, baselines, threads, device):
     """Rate-distortion benchmark of our model(s) on the images in DIRECTORY.
 
     Each image is encoded once and decoded from every prefix of its layers
@@ -221,6 +223,10 @@ def bench(directory, outdir, models, limit, baselines, device):
 
     from . import bench as bench_pkg
 
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     try:
         names = bench_pkg.parse_baselines(baselines)
     except ValueError as e:
