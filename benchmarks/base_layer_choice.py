@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 from progcodec.api import get_model
-from progcodec.bench.metrics import psnr
+from progcodec.metrics import psnr_rgb
 from progcodec.coding.gaussian import memory_safe
 from progcodec.container import unpack_strings
-from progcodec.image import crop, load_image, pad, to_tensor
+from progcodec.image import crop, load_image, pad, to_pil, to_tensor
 
 
 @torch.no_grad()
@@ -43,10 +43,10 @@ def main():
     files = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})[:args.limit]
     sums = [0.0, 0.0]
     for f in files:
-        x = to_tensor(load_image(f))
-        base_only, top_mean = both_reconstructions(net, x)
-        sums[0] += psnr(base_only, x)
-        sums[1] += psnr(top_mean, x)
+        original = load_image(f)
+        base_only, top_mean = both_reconstructions(net, to_tensor(original))
+        sums[0] += psnr_rgb(original, to_pil(base_only))
+        sums[1] += psnr_rgb(original, to_pil(top_mean))
     n = len(files)
     print(f"{n} images: g_s(y_base) {sums[0] / n:.2f} dB, g_s(y_base + mu_r) {sums[1] / n:.2f} dB")
 

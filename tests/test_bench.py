@@ -142,7 +142,7 @@ def test_bd_rate():
 
 
 def test_metrics():
-    from progcodec.bench.metrics import ms_ssim_rgb, ms_ssim_window, psnr_rgb
+    from progcodec.metrics import ms_ssim_rgb, ms_ssim_window, psnr_rgb
 
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (176, 192, 3), dtype=np.uint8)

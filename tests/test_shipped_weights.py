@@ -2,11 +2,11 @@
 
 import json
 
-import numpy as np
 import pytest
 from PIL import Image
 
 import progcodec
+from progcodec.metrics import psnr_rgb
 from progcodec.weights import load_model, resolve_weights, sha256_of, weights_dir
 
 MODELS = ["vam", "progdtd"]
@@ -17,11 +17,6 @@ def astronaut():
     from skimage import data
 
     return Image.fromarray(data.astronaut()).resize((256, 192), Image.LANCZOS)
-
-
-def _psnr(a: Image.Image, b: Image.Image) -> float:
-    mse = np.mean((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2)
-    return 10 * np.log10(255**2 / mse)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -42,7 +37,7 @@ def test_quality_rises_with_every_layer(name, astronaut, monkeypatch):
     data = progcodec.encode(astronaut, model=net)
     layers = progcodec.info(data)["layers"]
     assert len(layers) >= 8
-    psnrs = [_psnr(astronaut, progcodec.decode(data, layers=k, model=net)) for k in range(1, len(layers) + 1)]
+    psnrs = [psnr_rgb(astronaut, progcodec.decode(data, layers=k, model=net)) for k in range(1, len(layers) + 1)]
     bpps = [layer["bpp"] for layer in layers]
     assert all(b2 > b1 for b1, b2 in zip(bpps, bpps[1:])), bpps
     assert all(p2 >= p1 - 1e-9 for p1, p2 in zip(psnrs, psnrs[1:])), psnrs

@@ -14,11 +14,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .container import MAX_PIXELS
 from .errors import ImageError, ProgcodecWarning
 
+# File suffixes that training and the bench pick up from a folder.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
 
 def _to_rgb(im: Image.Image) -> Image.Image:
     """RGB, warning about what the conversion drops."""
     mode = im.mode
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info)
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
     if has_alpha:
         warnings.warn("the image's alpha channel was dropped (the codec stores RGB)", ProgcodecWarning, stacklevel=3)
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -29,7 +32,10 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         return Image.fromarray(arr, "L").convert("RGB")
     if mode == "CMYK":
         warnings.warn("CMYK image converted to RGB without colour management", ProgcodecWarning, stacklevel=3)
-    return im.convert("RGB")
+    try:
+        return im.convert("RGB")
+    except ValueError as e:  # a mode Pillow cannot convert to RGB (e.g. "La")
+        raise ImageError(f"cannot convert a {mode} image to RGB ({e})") from None
 
 
 def load_image(source) -> Image.Image:
@@ -43,7 +49,10 @@ def load_image(source) -> Image.Image:
     elif isinstance(source, np.ndarray):
         if source.dtype != np.uint8 or source.ndim not in (2, 3):
             raise ImageError("arrays must be HxW or HxWx3 uint8")
-        im = Image.fromarray(source)
+        try:
+            im = Image.fromarray(source)
+        except (TypeError, ValueError) as e:
+            raise ImageError(f"arrays must be HxW or HxWx3 uint8 ({e})") from None
     else:
         name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
         try:

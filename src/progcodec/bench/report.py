@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..weights import atomic_write_bytes
-from .metrics import ms_ssim_db
+from ..metrics import ms_ssim_db
 
 
 # -- results.json ---------------------------------------------------------------

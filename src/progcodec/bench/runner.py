@@ -16,12 +16,11 @@ from PIL import Image
 from .. import api
 from ..device import resolve_device
 from ..errors import ProgcodecError
-from ..image import load_image
+from ..image import IMAGE_SUFFIXES, load_image
 from ..models import MODELS
-from . import metrics
+from .. import metrics
 from .baselines import ALL_BASELINES, Baseline, LayeredJpeg2000, available_baselines
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 METRIC_KEYS = ("bpp", "psnr-rgb", "ms-ssim", "encoding_time", "decoding_time")
 
 # CompressAI's published Kodak curve of bmshj2018-hyperprior (MSE models, qualities 1-8).

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from compressai.models import CompressionModel
 
@@ -13,10 +11,6 @@ from ..coding.gaussian import memory_safe
 def bits(likelihoods: torch.Tensor) -> torch.Tensor:
     """Estimated bits of a latent from its likelihoods (training only)."""
     return -torch.log2(likelihoods).sum()
-
-
-def mse_to_psnr(mse: float) -> float:
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
 class ProgressiveModel(CompressionModel):

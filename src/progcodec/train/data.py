@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+from ..image import IMAGE_SUFFIXES
+
 
 
 def find_images(folders) -> list[Path]:

@@ -19,8 +19,8 @@ import torch.distributed as dist
 
 from ..device import resolve_device
 from ..models import MODELS
-from ..models.base import mse_to_psnr
 from ..weights import save_weights
+from ..metrics import mse_to_psnr
 from .data import RandomCrops, center_crops, find_images, split_holdout
 
 
@@ -84,7 +84,8 @@ def validate(model, images: torch.Tensor, batch: int = 8) -> dict:
     model.train()
     n = len(images)
     return {"bpp_base": sums["bpp_base"] / n, "bpp_full": sums["bpp_full"] / n,
-            "psnr_base": mse_to_psnr(sums["mse_base"] / n), "psnr_full": mse_to_psnr(sums["mse_q"] / n)}
+            "psnr_base": mse_to_psnr(sums["mse_base"] / n, peak=1.0),
+            "psnr_full": mse_to_psnr(sums["mse_q"] / n, peak=1.0)}
 
 
 def _distributed() -> tuple[int, int]:
@@ -164,7 +165,7 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
         step += 1
         elapsed += time.monotonic() - t0
         emit("step", {"step": step, "steps": cfg.steps, "loss": float(out["loss"].detach()),
-                      "bpp": float(out["bpp_full"]), "psnr": mse_to_psnr(float(out["mse_q"])),
+                      "bpp": float(out["bpp_full"]), "psnr": mse_to_psnr(float(out["mse_q"]), peak=1.0),
                       "lr": optimizer.param_groups[0]["lr"]})
         if not math.isfinite(float(out["loss"].detach())):
             raise FloatingPointError(f"loss became {float(out['loss'].detach())} at step {step}")
