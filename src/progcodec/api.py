@@ -19,12 +19,19 @@ from .models import MODELS
 from .weights import load_model
 
 
-@functools.lru_cache(maxsize=4)
 def get_model(model: str = "vam", device: str = "auto"):
-    """The pretrained model ``model`` (a name or a .safetensors path), cached."""
+    """The pretrained model ``model`` (a name or a .safetensors path), cached per device."""
     if model not in MODELS and not model.endswith(".safetensors"):
         raise ProgcodecError(f"unknown model {model!r}: choose one of {', '.join(sorted(MODELS))}")
-    return load_model(model, resolve_device(device))
+    return _load_cached(model, str(resolve_device(device)))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(model: str, device: str):
+    return load_model(model, device)
+
+
+get_model.cache_clear = _load_cached.cache_clear
 
 
 def _model(model, device: str = "auto") -> torch.nn.Module:

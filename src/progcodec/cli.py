@@ -127,8 +127,8 @@ def encode(image, output, model, layers, device):
     source = _read_input(image) if image == "-" else image
     data = api.encode(source, model=model, layers=layers, device=device)
     out = output or _default_output(image, ".pgc")
-    if out == image and image != "-":
-        out = image + ".pgc"
+    if output is None and out == image and image != "-":
+        out = image + ".pgc"  # IMAGE already ends in .pgc: never replace it
     _write_output(out, data, image)
 
 

@@ -71,7 +71,7 @@ class PgcFile:
 
 def _check_header_fields(model: str, digest: bytes, width: int, height: int,
                          checksums, lengths, crcs) -> None:
-    if not model or len(model.encode("ascii", "replace")) > MAX_NAME:
+    if not model or not model.isascii() or len(model) > MAX_NAME:
         raise ContainerError(f"model name must be 1..{MAX_NAME} ASCII bytes")
     if len(digest) != 8:
         raise ContainerError("weights digest must be 8 bytes")
@@ -163,8 +163,8 @@ def parse(data: bytes) -> PgcFile:
     header, pos = parse_header(data)
     result = PgcFile(header, pos, [])
     for index, (length, crc) in enumerate(zip(header.layer_lengths, header.layer_crcs), start=1):
-        if pos == len(data):
-            break  # cut on a layer boundary: a valid shorter file
+        if pos == len(data) and length:
+            break  # cut on a layer boundary: a valid shorter file (an empty layer there is complete)
         if pos + length > len(data):
             result.problems.append(f"file is cut inside layer {index}; decoding {index - 1} complete layer(s)")
             break

@@ -107,15 +107,17 @@ def memory_safe(string: bytes, num_symbols: int) -> bytes:
     return bytes(string) + bytes(16 * num_symbols + 64)
 
 
-def index_checksum(indexes: torch.Tensor) -> int:
-    """CRC32 of an integer index map: what the decoder must reproduce exactly."""
-    return zlib.crc32(indexes.to(torch.int32).contiguous().cpu().numpy().tobytes())
+def tensor_checksum(t: torch.Tensor) -> int:
+    """CRC32 of an index map (as int32) or a decoded latent (as float32)."""
+    t = t.to(torch.float32 if t.is_floating_point() else torch.int32)
+    return zlib.crc32(t.contiguous().cpu().numpy().tobytes())
 
 
-def verify_checksum(indexes: torch.Tensor, expected: int | None, what: str) -> None:
-    """Stop before decoding with scale indexes that differ from the encoder's."""
-    if expected is not None and index_checksum(indexes) != expected:
+def verify_checksum(t: torch.Tensor, expected: int | None, what: str) -> None:
+    """Stop before going on with a ``what`` that differs from the encoder's."""
+    if expected is not None and tensor_checksum(t) != expected:
         raise DeterminismError(
-            f"the decoder's {what} scale indexes differ from the encoder's "
-            "(another platform, torch build or weights?); refusing to decode garbage"
+            f"the decoder's {what} differ from the encoder's "
+            "(another platform, torch build or weights, or a file that lies about its size); "
+            "refusing to decode garbage"
         )

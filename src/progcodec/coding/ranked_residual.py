@@ -105,7 +105,7 @@ class RankedResidualLatentCodec(nn.Module):
         mismatch no residual bit is read.
         """
         means, indexes, chunks = self._parameters64(y_hat_base, hyper_features)
-        verify_checksum(indexes, checksum, "residual")
+        verify_checksum(indexes, checksum, "residual scale indexes")
         r_hat = means.clone().reshape(-1)
         flat_means, flat_indexes = means.reshape(-1), indexes.reshape(-1)
         for string, pos in zip(strings, chunks):

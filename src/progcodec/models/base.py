@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from compressai.models import CompressionModel
 
-from ..coding.gaussian import memory_safe
+from ..coding.gaussian import memory_safe, tensor_checksum, verify_checksum
 
 
 def bits(likelihoods: torch.Tensor) -> torch.Tensor:
@@ -16,8 +16,8 @@ def bits(likelihoods: torch.Tensor) -> torch.Tensor:
 class ProgressiveModel(CompressionModel):
     """A learned codec whose bitstream is a list of layers, each refining the last.
 
-    ``compress(x)`` returns ``{"layers": [bytes, ...], "checksum": int}``;
-    ``decompress(layers, latent_size, checksum)`` reconstructs from any prefix
+    ``compress(x)`` returns ``{"layers": [bytes, ...], "checksums": [int, ...]}``;
+    ``decompress(layers, latent_size, checksums)`` reconstructs from any prefix
     of those layers. ``x`` is padded to a multiple of ``stride`` by the caller.
     ``forward(x)`` returns the training losses (rate-distortion and aux).
     """
@@ -40,13 +40,21 @@ class ProgressiveModel(CompressionModel):
         raise NotImplementedError
 
     # -- the hyper-latent z, coded the same way by every model -------------
-    def code_hyper_latent(self, z: torch.Tensor) -> tuple[bytes, torch.Tensor]:
-        """z's rANS string and the decoder's z_hat (parameters must come from that)."""
+    def code_hyper_latent(self, z: torch.Tensor) -> tuple[bytes, torch.Tensor, int]:
+        """z's rANS string, the decoder's z_hat (parameters must come from that), its checksum."""
         z_string = self.entropy_bottleneck.compress(z)[0]
-        return z_string, self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
+        z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
+        return z_string, z_hat, tensor_checksum(z_hat)
 
-    def decode_hyper_latent(self, z_string: bytes, latent_size: tuple[int, int]) -> torch.Tensor:
-        """z_hat for a latent of ``latent_size`` (z is 4x smaller each way)."""
+    def decode_hyper_latent(self, z_string: bytes, latent_size: tuple[int, int],
+                            checksum: int | None = None) -> torch.Tensor:
+        """z_hat for a latent of ``latent_size`` (z is 4x smaller each way).
+
+        The checksum is verified before the costly float64 hyper-synthesis, so
+        a header that lies about the image size stops here, cheaply.
+        """
         z_size = (latent_size[0] // 4, latent_size[1] // 4)
         channels = self.entropy_bottleneck.channels
-        return self.entropy_bottleneck.decompress([memory_safe(z_string, channels * z_size[0] * z_size[1])], z_size)
+        z_hat = self.entropy_bottleneck.decompress([memory_safe(z_string, channels * z_size[0] * z_size[1])], z_size)
+        verify_checksum(z_hat, checksum, "hyper-latent")
+        return z_hat

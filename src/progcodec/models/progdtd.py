@@ -27,7 +27,7 @@ from compressai.layers import GDN
 from torch import nn
 
 from ..coding.gaussian import (
-    Float64Path, GaussianSymbolCoder, index_checksum, ste_round, verify_checksum,
+    Float64Path, GaussianSymbolCoder, ste_round, tensor_checksum, verify_checksum,
 )
 from ..container import pack_strings, unpack_strings
 from .base import ProgressiveModel
@@ -40,7 +40,7 @@ DEFAULT_GROUP_FRACTIONS = (1 / 24, 1 / 12, 1 / 8, 1 / 6, 1 / 4, 1 / 3, 1 / 2, 2 
 
 class ProgDTD(ProgressiveModel):
     name = "progdtd"
-    num_checksums = 1  # the y scale-index map
+    num_checksums = 2  # z_hat, then the y scale-index map
 
     def __init__(self, N: int = 128, M: int = 192, channel_groups=None,
                  lambda_top: float = 0.0483, lambda_base: float | None = None):
@@ -130,19 +130,20 @@ class ProgDTD(ProgressiveModel):
     def compress(self, x: torch.Tensor) -> dict:
         y = self.g_a(x)
         z = self.h_a(torch.abs(y))
-        z_string, z_hat = self.code_hyper_latent(z)
+        z_string, z_hat, z_check = self.code_hyper_latent(z)
         indexes = self._indexes(z_hat)
         symbols = torch.round(y.double().cpu())
         strings = [self._coder.encode(symbols[:, a:b], indexes[:, a:b]) for a, b in self._group_bounds()]
         return {"layers": [pack_strings([z_string, strings[0]])] + strings[1:],
-                "checksums": [index_checksum(indexes)]}
+                "checksums": [z_check, tensor_checksum(indexes)]}
 
     @torch.no_grad()
     def decompress(self, layers: list[bytes], latent_size: tuple[int, int], checksums=None) -> torch.Tensor:
+        z_check, y_check = checksums if checksums else (None, None)
         z_string, first = unpack_strings(layers[0], 2)
-        z_hat = self.decode_hyper_latent(z_string, latent_size)
+        z_hat = self.decode_hyper_latent(z_string, latent_size, z_check)
         indexes = self._indexes(z_hat)
-        verify_checksum(indexes, checksums[0] if checksums else None, "y")
+        verify_checksum(indexes, y_check, "y scale indexes")
         y_hat = torch.zeros(indexes.shape, dtype=torch.float64)
         for string, (a, b) in zip([first] + list(layers[1:]), self._group_bounds()):
             y_hat[:, a:b] = self._coder.decode(string, indexes[:, a:b])

@@ -17,7 +17,7 @@ import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 
 from ..coding.gaussian import (
-    Float64Path, GaussianSymbolCoder, index_checksum, quantize_symbols, ste_round, verify_checksum,
+    Float64Path, GaussianSymbolCoder, quantize_symbols, tensor_checksum, ste_round, verify_checksum,
 )
 from ..coding.ranked_residual import RankedResidualLatentCodec
 from ..coding.ranking import DEFAULT_SCHEDULE
@@ -28,7 +28,7 @@ from .transforms import analysis_trunk, conv, hyper_analysis, hyper_synthesis, s
 
 class VarianceAwareMasking(ProgressiveModel):
     name = "vam"
-    num_checksums = 2  # base and residual scale-index maps
+    num_checksums = 3  # z_hat, then the base and residual scale-index maps
 
     def __init__(self, N: int = 128, M: int = 192, schedule=DEFAULT_SCHEDULE,
                  lambda_base: float = 0.0035, lambda_top: float = 0.0483):
@@ -119,7 +119,7 @@ class VarianceAwareMasking(ProgressiveModel):
         features = self.g_a(x)
         y_base, y_top = self.head_base(features), self.head_top(features)
         z = self.h_a(torch.cat([y_base, y_top], 1))
-        z_string, z_hat = self.code_hyper_latent(z)
+        z_string, z_hat, z_check = self.code_hyper_latent(z)
 
         hyper, means_b, indexes_b = self._base_parameters(z_hat)
         symbols_b = quantize_symbols(y_base, means_b)
@@ -129,7 +129,7 @@ class VarianceAwareMasking(ProgressiveModel):
         res = self.residual.compress(y_top.double().cpu(), y_hat_base, hyper)
         return {
             "layers": [pack_strings([z_string, base_string])] + res["strings"],
-            "checksums": [index_checksum(indexes_b), index_checksum(res["indexes"])],
+            "checksums": [z_check, tensor_checksum(indexes_b), tensor_checksum(res["indexes"])],
         }
 
     @torch.no_grad()
@@ -139,11 +139,11 @@ class VarianceAwareMasking(ProgressiveModel):
 
         ``checksums`` (from the file) are verified before each stage reads bits.
         """
-        base_check, residual_check = checksums if checksums else (None, None)
+        z_check, base_check, residual_check = checksums if checksums else (None, None, None)
         z_string, base_string = unpack_strings(layers[0], 2)
-        z_hat = self.decode_hyper_latent(z_string, latent_size)
+        z_hat = self.decode_hyper_latent(z_string, latent_size, z_check)
         hyper, means_b, indexes_b = self._base_parameters(z_hat)
-        verify_checksum(indexes_b, base_check, "base")
+        verify_checksum(indexes_b, base_check, "base scale indexes")
         y_hat_base = self._base_coder.decode(base_string, indexes_b) + means_b
         r_hat = self.residual.decompress(layers[1:], y_hat_base, hyper, residual_check)["r_hat"]
         device = next(self.g_s.parameters()).device

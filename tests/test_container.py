@@ -1,0 +1,411 @@
+"""The .pgc container on its own: plain bytes, no model."""
+
+from __future__ import annotations
+
+import string
+import struct
+import tracemalloc
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from progcodec import container
+from progcodec.container import (
+    MAGIC, MAX_CHECKSUMS, MAX_LAYERS, MAX_NAME, MAX_PIXELS, MAX_SIDE, build, pack_strings, parse, parse_header,
+    prefix, unpack_strings,
+)
+from progcodec.errors import ContainerError, ProgcodecError
+
+DIGEST = bytes(range(8))
+LAYERS = [b"base layer: z and y_base", b"chunk one", b"", b"chunk three", b"x" * 300]
+CHECKS = (0xDEADBEEF, 7)
+
+
+@pytest.fixture
+def sample(fuzzlib):
+    return fuzzlib.Sample.of(build("vam", DIGEST, 97, 31, LAYERS, CHECKS))
+
+
+def test_build_parse_round_trip():
+    data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS)
+    pgc = parse(data)
+    h = pgc.header
+    assert (h.model, h.weights_digest, h.width, h.height) == ("vam", DIGEST, 97, 31)
+    assert h.checksums == CHECKS
+    assert h.layer_lengths == tuple(map(len, LAYERS))
+    assert h.layer_crcs == tuple(zlib.crc32(b) for b in LAYERS)
+    assert pgc.layers == LAYERS
+    assert pgc.problems == []
+    assert pgc.layer_ends[-1] == len(data)
+    assert data.startswith(MAGIC)
+    assert parse_header(data) == (h, pgc.header_size)
+
+
+def test_every_layer_boundary_prefix_is_a_valid_shorter_file():
+    data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS)
+    ends = parse(data).layer_ends
+    for k in range(1, len(LAYERS) + 1):
+        cut = prefix(data, k)
+        assert cut == data[:ends[k - 1]]
+        pgc = parse(cut)
+        # layer 3 is empty: the cut after layer 2 holds it completely as well
+        assert pgc.layers == LAYERS[:3 if k == 2 else k]
+        assert pgc.problems == []               # a boundary cut is not a problem
+        assert pgc.header.num_layers == len(LAYERS)  # the header stays as written
+        assert prefix(cut, k) == cut
+
+
+@pytest.mark.parametrize("k", [0, -1, len(LAYERS) + 1])
+def test_prefix_rejects_impossible_layer_counts(k):
+    with pytest.raises(ContainerError):
+        prefix(build("vam", DIGEST, 97, 31, LAYERS, CHECKS), k)
+
+
+def test_prefix_cannot_keep_more_than_the_complete_layers():
+    data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS)
+    cut = data[:parse(data).layer_ends[0]]
+    assert prefix(cut, 1) == cut
+    with pytest.raises(ContainerError, match="1 complete layer"):
+        prefix(cut, 2)
+
+
+def test_cut_mid_layer_gives_complete_layers_and_a_problem():
+    data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS)
+    ends = parse(data).layer_ends
+    for index in (2, 4, 5):          # 1-based layer the cut falls into (layer 3 is empty)
+        for cut_at in (ends[index - 2] + 1, ends[index - 1] - 1):
+            pgc = parse(data[:cut_at])
+            assert pgc.layers == LAYERS[:index - 1]
+            assert len(pgc.problems) == 1 and f"cut inside layer {index}" in pgc.problems[0]
+
+
+def test_every_truncation_offset(sample):
+    """Any cut: a ContainerError up to the end of layer 1, then exactly the complete layers."""
+    data, ends = sample.data, sample.layer_ends
+    for n in range(len(data)):
+        if n < ends[0]:
+            with pytest.raises(ContainerError):
+                parse(data[:n])
+            continue
+        pgc = parse(data[:n])
+        complete = sum(1 for e in ends if e <= n)
+        assert len(pgc.layers) == complete
+        assert pgc.layers == list(sample.layers[:complete])
+        assert bool(pgc.problems) == (n not in ends)
+
+
+def test_cut_inside_header_or_first_layer_is_an_error():
+    data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS)
+    pgc = parse(data)
+    with pytest.raises(ContainerError, match="truncated inside its header"):
+        parse(data[:pgc.header_size - 1])
+    with pytest.raises(ContainerError, match="no complete layer"):
+        parse(data[:pgc.header_size])
+    with pytest.raises(ContainerError, match="cut inside layer 1"):
+        parse(data[:pgc.header_size + 3])
+
+
+@pytest.mark.parametrize("offset", [0, 3, 4, 5, 7, 12, 20, 24, 28, 31, 40, -1])
+def test_corrupt_header_byte_is_a_container_error(offset):
+    data = bytearray(build("vam", DIGEST, 97, 31, LAYERS, CHECKS))
+    size = parse(bytes(data)).header_size
+    data[offset % size] ^= 0x10
+    with pytest.raises(ContainerError):
+        parse(bytes(data))
+
+
+def test_every_single_bit_flip_in_the_header_is_caught(sample):
+    for i in range(sample.header_size):
+        for bit in range(8):
+            data = bytearray(sample.data)
+            data[i] ^= 1 << bit
+            with pytest.raises(ContainerError):
+                parse(bytes(data))
+
+
+def test_corrupt_later_layer_keeps_the_layers_before_it():
+    data = bytearray(build("vam", DIGEST, 97, 31, LAYERS, CHECKS))
+    ends = parse(bytes(data)).layer_ends
+    data[ends[3] + 10] ^= 0x01                 # inside layer 5
+    pgc = parse(bytes(data))
+    assert pgc.layers == LAYERS[:4]
+    assert len(pgc.problems) == 1 and "layer 5 is corrupt" in pgc.problems[0]
+    data[ends[0] + 1] ^= 0x01                  # and inside layer 2: only layer 1 is left
+    pgc = parse(bytes(data))
+    assert pgc.layers == LAYERS[:1]
+    assert "layer 2 is corrupt" in pgc.problems[0]
+
+
+def test_corrupt_first_layer_is_an_error():
+    data = bytearray(build("vam", DIGEST, 97, 31, LAYERS, CHECKS))
+    data[parse(bytes(data)).header_size] ^= 0x80
+    with pytest.raises(ContainerError, match="layer 1 is corrupt"):
+        parse(bytes(data))
+
+
+def test_junk_after_is_a_problem_not_an_error():
+    data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS)
+    pgc = parse(data + b"\0junk")
+    assert pgc.layers == LAYERS
+    assert len(pgc.problems) == 1 and "5 trailing byte" in pgc.problems[0]
+
+
+@pytest.mark.parametrize("junk", [b"\0", b"GIF89a", MAGIC, b"\n" * 100])
+def test_junk_before_is_an_error(junk):
+    with pytest.raises(ContainerError, match="bad magic|version"):
+        parse(junk + build("vam", DIGEST, 97, 31, LAYERS, CHECKS))
+
+
+@pytest.mark.parametrize("data", [b"", b"\x89", b"\x89PG", MAGIC, MAGIC + b"\x01", b"\x89PNG\r\n\x1a\n" + bytes(40)])
+def test_short_or_foreign_data_is_an_error(data):
+    with pytest.raises(ContainerError):
+        parse(data)
+
+
+def test_unknown_version_is_an_error(fuzzlib, sample):
+    with pytest.raises(ContainerError, match="version 2"):
+        parse(fuzzlib.set_field(sample.data, "version", 2))
+
+
+@pytest.mark.parametrize("field, value", [
+    ("width", 0), ("height", 0), ("width", MAX_SIDE + 1), ("height", MAX_SIDE + 1),
+    ("width", 2**32 - 1), ("height", 2**32 - 1),
+    ("num_layers", 0), ("num_layers", MAX_LAYERS + 1), ("num_layers", 2**16 - 1),
+    ("num_checks", MAX_CHECKSUMS + 1), ("num_checks", 255),
+    ("name_len", 0), ("name_len", MAX_NAME + 1), ("name_len", 255),
+])
+def test_absurd_header_fields_with_a_valid_crc_are_rejected_before_allocation(fuzzlib, sample, field, value):
+    data = fuzzlib.set_field(sample.data, field, value)     # the header CRC is recomputed
+    tracemalloc.start()
+    try:
+        with pytest.raises(ContainerError):
+            parse(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * len(data) + (1 << 16), f"parse allocated {peak} bytes for a {len(data)}-byte input"
+
+
+def test_too_many_pixels_with_a_valid_crc_is_rejected(fuzzlib, sample):
+    data = fuzzlib.set_field(fuzzlib.set_field(sample.data, "width", MAX_SIDE), "height", MAX_PIXELS // MAX_SIDE + 1)
+    with pytest.raises(ContainerError, match="implausible image size"):
+        parse(data)
+    data = fuzzlib.set_field(fuzzlib.set_field(sample.data, "width", MAX_SIDE), "height", MAX_PIXELS // MAX_SIDE)
+    assert parse(data).header.width * parse(data).header.height == MAX_PIXELS    # the limit itself is fine
+
+
+def test_absurd_layer_length_with_a_valid_crc_is_rejected(fuzzlib, sample):
+    with pytest.raises(ContainerError, match="implausible layer length"):
+        parse(fuzzlib.set_field(sample.data, "lengths", container.MAX_LAYER_BYTES + 1, index=1))
+    # a length that merely overstates (valid header) reads as a cut layer
+    pgc = parse(fuzzlib.set_field(sample.data, "lengths", 2**20, index=1))
+    assert len(pgc.layers) == 1 and "cut inside layer 2" in pgc.problems[0]
+
+
+def test_non_ascii_model_name_with_a_valid_crc_is_rejected(fuzzlib, sample):
+    with pytest.raises(ContainerError, match="model name"):
+        parse(fuzzlib.set_field(sample.data, "name", b"v\xe4m"))
+
+
+def test_wrong_header_crc_is_rejected(fuzzlib, sample):
+    layout = fuzzlib.header_layout(sample.data)
+    (crc,) = struct.unpack_from(">I", sample.data, layout["hcrc"][0])
+    with pytest.raises(ContainerError, match="CRC"):
+        parse(fuzzlib.set_field(sample.data, "hcrc", crc ^ 1))
+    with pytest.raises(ContainerError, match="CRC"):
+        parse(fuzzlib.set_field(sample.data, "width", 98, fix_crc=False))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(model=""), "model name"),
+    (dict(model="x" * (MAX_NAME + 1)), "model name"),
+    (dict(model="v\u00e4m"), "model name"),
+    (dict(digest=b"1234567"), "digest"),
+    (dict(width=0), "image size"),
+    (dict(height=MAX_SIDE + 1), "image size"),
+    (dict(width=MAX_SIDE, height=MAX_SIDE), "image size"),
+    (dict(layers=[]), "layer count"),
+    (dict(layers=[b"x"] * (MAX_LAYERS + 1)), "layer count"),
+    (dict(checksums=tuple(range(MAX_CHECKSUMS + 1))), "checksums"),
+])
+def test_build_rejects_invalid_fields(kwargs, message):
+    args = dict(model="vam", digest=DIGEST, width=10, height=10, layers=[b"a"], checksums=())
+    args.update(kwargs)
+    with pytest.raises(ContainerError, match=message):
+        build(args["model"], args["digest"], args["width"], args["height"], args["layers"], args["checksums"])
+
+
+# -- layer string tables ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strings", [[], [b""], [b"", b""], [b"abc", b""], [b"z" * 1000, b"y"]])
+def test_pack_unpack_strings_round_trip(strings):
+    assert unpack_strings(pack_strings(strings), len(strings)) == strings
+
+
+@pytest.mark.parametrize("data, count", [
+    (b"", 1), (b"\0\0\0", 1), (b"\0\0\0\x05abcd", 1), (b"\0\0\0\x03abcd", 1),
+    (b"\xff\xff\xff\xff" + b"\0" * 4, 2), (b"\0\0\0\x01\0\0\0\x01a", 2), (b"a", 0),
+])
+def test_unpack_strings_rejects_lying_lengths(data, count):
+    with pytest.raises(ContainerError):
+        unpack_strings(data, count)
+
+
+@given(st.lists(st.binary(max_size=40), max_size=6))
+def test_pack_strings_property(strings):
+    packed = pack_strings(strings)
+    assert unpack_strings(packed, len(strings)) == strings
+    for cut in {0, len(packed) - 1, len(packed) // 2}:
+        if 0 <= cut < len(packed):
+            with pytest.raises(ContainerError):
+                unpack_strings(packed[:cut], len(strings))
+    with pytest.raises(ContainerError):
+        unpack_strings(packed + b"!", len(strings))
+
+
+@given(st.binary(max_size=80), st.integers(0, 6))
+def test_unpack_strings_arbitrary_bytes(data, count):
+    try:
+        out = unpack_strings(data, count)
+    except ContainerError:
+        return
+    assert len(out) == count and pack_strings(out) == data
+
+
+# -- properties -------------------------------------------------------------------------------------------
+
+
+def _check_parsed(data: bytes, pgc: container.PgcFile) -> None:
+    """What any successfully parsed file must satisfy."""
+    h = pgc.header
+    assert 1 <= len(pgc.layers) <= h.num_layers <= MAX_LAYERS
+    assert 1 <= h.width <= MAX_SIDE and 1 <= h.height <= MAX_SIDE and h.width * h.height <= MAX_PIXELS
+    assert len(h.checksums) <= MAX_CHECKSUMS
+    starts = [pgc.header_size] + pgc.layer_ends[:-1]
+    for layer, start, length, crc in zip(pgc.layers, starts, h.layer_lengths, h.layer_crcs):
+        assert layer == data[start:start + length] and zlib.crc32(layer) == crc
+    consumed = pgc.layer_ends[len(pgc.layers) - 1]
+    assert bool(pgc.problems) == (consumed != len(data))   # silent only when it stops on the data's end
+
+
+@settings(max_examples=400)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_parse_or_raise_container_error(data):
+    try:
+        pgc = parse(data)
+    except ContainerError:
+        return
+    _check_parsed(data, pgc)
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_after_the_magic(tail):
+    data = MAGIC + b"\x01" + tail
+    try:
+        pgc = parse(data)
+    except ContainerError:
+        return
+    _check_parsed(data, pgc)
+
+
+@st.composite
+def raw_headers(draw):
+    """Headers with any field values (absurd ones too) and a correct header CRC, then any payload."""
+    name = draw(st.binary(max_size=40))
+    name_len = draw(st.one_of(st.just(len(name)), st.integers(0, 255)))
+    num_layers = draw(st.one_of(st.integers(0, 12), st.integers(0, 2**16 - 1)))
+    num_checks = draw(st.one_of(st.integers(0, 9), st.integers(0, 255)))
+    sides = st.one_of(st.integers(0, 300), st.integers(0, 2**32 - 1), st.sampled_from([MAX_SIDE, MAX_SIDE + 1]))
+    head = b"".join([
+        MAGIC, bytes([draw(st.sampled_from([1, 1, 1, 0, 2, 255])), name_len]), name.ljust(name_len, b"v")[:name_len],
+        draw(st.binary(min_size=8, max_size=8)),
+        struct.pack(">IIH", draw(sides), draw(sides), num_layers),
+        bytes([num_checks]),
+        draw(st.binary(min_size=4 * min(num_checks, 10), max_size=4 * min(num_checks, 10))),
+        draw(st.binary(min_size=8 * min(num_layers, 70), max_size=8 * min(num_layers, 70))),
+    ])
+    return head + struct.pack(">I", zlib.crc32(head)) + draw(st.binary(max_size=200))
+
+
+@settings(max_examples=400)
+@given(raw_headers())
+def test_headers_with_valid_crc_and_any_fields(data):
+    try:
+        pgc = parse(data)
+    except ContainerError:
+        return
+    _check_parsed(data, pgc)
+
+
+@st.composite
+def files(draw):
+    model = draw(st.text(alphabet=st.characters(max_codepoint=127), min_size=1, max_size=MAX_NAME))
+    width = draw(st.integers(1, MAX_SIDE))
+    height = draw(st.integers(1, min(MAX_SIDE, MAX_PIXELS // width)))
+    layers = draw(st.lists(st.binary(max_size=50), min_size=1, max_size=MAX_LAYERS))
+    checksums = tuple(draw(st.lists(st.integers(0, 2**32 - 1), max_size=MAX_CHECKSUMS)))
+    digest = draw(st.binary(min_size=8, max_size=8))
+    return model, digest, width, height, layers, checksums
+
+
+@settings(max_examples=300)
+@given(files())
+def test_build_parse_round_trip_property(args):
+    model, digest, width, height, layers, checksums = args
+    data = build(model, digest, width, height, layers, checksums)
+    pgc = parse(data)
+    h = pgc.header
+    assert (h.model, h.weights_digest, h.width, h.height, h.checksums) == (model, digest, width, height, checksums)
+    assert pgc.layers == layers and pgc.problems == []
+    assert pgc.layer_ends[-1] == len(data)
+    ends = pgc.layer_ends
+    for k in range(1, len(layers) + 1):
+        # empty layers right after the cut are complete too: the same bytes hold them
+        complete = sum(1 for e in ends if e <= ends[k - 1])
+        assert parse(prefix(data, k)).layers == layers[:complete]
+
+
+@settings(max_examples=300)
+@given(files(), st.data())
+def test_any_cut_of_a_valid_file(args, draw):
+    data = build(*args)
+    layers = args[4]
+    n = draw.draw(st.integers(0, len(data)))
+    pgc0 = parse(data)
+    if n < pgc0.layer_ends[0]:
+        with pytest.raises(ContainerError):
+            parse(data[:n])
+        return
+    pgc = parse(data[:n])
+    complete = sum(1 for e in pgc0.layer_ends if e <= n)
+    assert pgc.layers == layers[:complete]
+    assert bool(pgc.problems) == (n not in pgc0.layer_ends)
+
+
+@settings(max_examples=200)
+@given(files(), st.data())
+def test_random_corruption_of_a_valid_file(args, draw):
+    data = bytearray(build(*args))
+    for _ in range(draw.draw(st.integers(1, 4))):
+        i = draw.draw(st.integers(0, len(data) - 1))
+        data[i] = draw.draw(st.integers(0, 255))
+    data = bytes(data)
+    try:
+        pgc = parse(data)
+    except ContainerError:
+        return
+    _check_parsed(data, pgc)
+    assert pgc.layers == args[4][:len(pgc.layers)]   # CRCs let no damaged layer through
+
+
+def test_container_error_is_a_progcodec_error():
+    assert issubclass(ContainerError, ProgcodecError)
+
+
+def test_model_names_are_ascii_only():
+    for name in ["vam", string.ascii_letters[:MAX_NAME], "a-b_c.d"]:
+        assert parse(build(name, DIGEST, 1, 1, [b"x"])).header.model == name
