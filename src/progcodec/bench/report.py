@@ -86,10 +86,11 @@ def bd_rate(anchor: dict, test: dict) -> dict:
 
 
 def bd_rates(entries: list[dict]) -> list[dict]:
-    """BD-rate of each of our entries (name ``progcodec...``) against every other codec."""
+    """BD-rate of each of our entries (name ``progcodec...``) against every other
+    codec, and against each of our entries listed before it."""
     ours = [e for e in entries if e["name"].startswith("progcodec")]
-    anchors = [e for e in entries if not e["name"].startswith("progcodec")]
-    return [bd_rate(anchor, test) for test in ours for anchor in anchors]
+    others = [e for e in entries if not e["name"].startswith("progcodec")]
+    return [bd_rate(anchor, test) for i, test in enumerate(ours) for anchor in ours[:i] + others]
 
 
 def format_bd(row: dict) -> str:
