@@ -104,3 +104,30 @@ def test_init_from_exported_weights_counts_cumulative_steps(photo_dir, tmp_path)
     manifest = train(second)
     assert manifest["training"]["cumulative_steps"] == 5
     assert manifest["training"]["init_from"] == first.out
+
+
+def test_sigterm_checkpoints_before_exit(photo_dir, tmp_path):
+    """A killed run loses nothing: SIGTERM writes a checkpoint that --resume continues from."""
+    import signal
+
+    out = tmp_path / "vam.safetensors"
+    script = (
+        "import sys\n"
+        "from progcodec.train.loop import TrainConfig, train\n"
+        f"cfg = TrainConfig(data=[{str(photo_dir)!r}], out={str(out)!r}, steps=100000, batch=2, crop=64,\n"
+        f"                  checkpoint_every=100000, val_every=100000, threads=1, model_args={TINY!r})\n"
+        "train(cfg, on_event=lambda k, i: k == 'step' and print(i['step'], flush=True))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if int(line) >= 3:
+                break
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    ckpt = torch.load(out.with_suffix(".ckpt"), weights_only=False)
+    assert ckpt["step"] >= 3
+    assert not out.exists()  # no half-trained export

@@ -10,6 +10,8 @@ import json
 import math
 import os
 import platform
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -88,6 +90,17 @@ def validate(model, images: torch.Tensor, batch: int = 8) -> dict:
             "psnr_full": mse_to_psnr(sums["mse_q"] / n, peak=1.0)}
 
 
+def _sigterm_raises_interrupt():
+    """Treat SIGTERM like Ctrl-C so the loop can checkpoint; returns the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
 def _distributed() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
@@ -152,31 +165,40 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
             emit("checkpoint", {"step": step, "path": str(cfg.checkpoint_path)})
 
     last_ckpt = time.monotonic()
-    while step < cfg.steps:
-        t0 = time.monotonic()
-        optimizer.param_groups[0]["lr"] = learning_rate(cfg, step)
-        x = data.batch(cfg.batch).to(device, non_blocking=True)
-        out = net(x)
-        optimizer.zero_grad(set_to_none=True)
-        (out["loss"] + out["aux_loss"]).backward()
-        if cfg.clip:
-            torch.nn.utils.clip_grad_norm_(main, cfg.clip)
-        optimizer.step()
-        step += 1
-        elapsed += time.monotonic() - t0
-        emit("step", {"step": step, "steps": cfg.steps, "loss": float(out["loss"].detach()),
-                      "bpp": float(out["bpp_full"]), "psnr": mse_to_psnr(float(out["mse_q"]), peak=1.0),
-                      "lr": optimizer.param_groups[0]["lr"]})
-        if not math.isfinite(float(out["loss"].detach())):
-            raise FloatingPointError(f"loss became {float(out['loss'].detach())} at step {step}")
-        if val_images is not None and (step % cfg.val_every == 0 or step == cfg.steps):
-            metrics = validate(model, val_images)
-            history.append({"step": step, **metrics})
-            emit("val", {"step": step, **metrics})
-        if step % cfg.checkpoint_every == 0 or time.monotonic() - last_ckpt > 60 * cfg.checkpoint_minutes \
-                or step == cfg.steps:
-            checkpoint()
-            last_ckpt = time.monotonic()
+    previous_sigterm = _sigterm_raises_interrupt()
+    try:
+        while step < cfg.steps:
+            t0 = time.monotonic()
+            optimizer.param_groups[0]["lr"] = learning_rate(cfg, step)
+            x = data.batch(cfg.batch).to(device, non_blocking=True)
+            out = net(x)
+            optimizer.zero_grad(set_to_none=True)
+            (out["loss"] + out["aux_loss"]).backward()
+            if cfg.clip:
+                torch.nn.utils.clip_grad_norm_(main, cfg.clip)
+            optimizer.step()
+            step += 1
+            elapsed += time.monotonic() - t0
+            emit("step", {"step": step, "steps": cfg.steps, "loss": float(out["loss"].detach()),
+                          "bpp": float(out["bpp_full"]), "psnr": mse_to_psnr(float(out["mse_q"]), peak=1.0),
+                          "lr": optimizer.param_groups[0]["lr"]})
+            if not math.isfinite(float(out["loss"].detach())):
+                raise FloatingPointError(f"loss became {float(out['loss'].detach())} at step {step}")
+            if val_images is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+                metrics = validate(model, val_images)
+                history.append({"step": step, **metrics})
+                emit("val", {"step": step, **metrics})
+            if step % cfg.checkpoint_every == 0 or time.monotonic() - last_ckpt > 60 * cfg.checkpoint_minutes \
+                    or step == cfg.steps:
+                checkpoint()
+                last_ckpt = time.monotonic()
+
+    except KeyboardInterrupt:
+        checkpoint()  # a killed run loses nothing: --resume continues from here
+        raise
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
     manifest = None
     if rank == 0:
