@@ -50,8 +50,10 @@ class ProgDTD(ProgressiveModel):
         if channel_groups is None:
             channel_groups = sorted({max(1, round(f * M)) for f in DEFAULT_GROUP_FRACTIONS})
         groups = tuple(int(c) for c in channel_groups)
-        if groups[-1] != M or any(b <= a for a, b in zip(groups, groups[1:])) or groups[0] < 1:
-            raise ValueError(f"channel groups must rise strictly to M={M}")
+        # Groups may stop short of M: channels past the last group are never
+        # sent (zero-filled, as in training when they were dropped).
+        if groups[-1] > M or any(b <= a for a, b in zip(groups, groups[1:])) or groups[0] < 1:
+            raise ValueError(f"channel groups must rise strictly, from 1 up to at most M={M}")
         self.N, self.M, self.channel_groups = N, M, groups
         self.lambda_top = lambda_top
         self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
@@ -144,7 +146,7 @@ class ProgDTD(ProgressiveModel):
         z_hat = self.decode_hyper_latent(z_string, latent_size, z_check)
         indexes = self._indexes(z_hat)
         verify_checksum(indexes, y_check, "y scale indexes")
-        y_hat = torch.zeros(indexes.shape, dtype=torch.float64)
+        y_hat = torch.zeros(indexes.shape, dtype=torch.float64)  # unsent channels stay zero
         for string, (a, b) in zip([first] + list(layers[1:]), self._group_bounds()):
             y_hat[:, a:b] = self._coder.decode(string, indexes[:, a:b])
         device = next(self.g_s.parameters()).device
