@@ -14,24 +14,18 @@ import torch
 
 from progcodec.api import get_model
 from progcodec.metrics import psnr_rgb
-from progcodec.coding.gaussian import memory_safe
-from progcodec.container import unpack_strings
 from progcodec.image import crop, load_image, pad, to_pil, to_tensor
 
 
 @torch.no_grad()
 def both_reconstructions(net, x):
-    layers = net.compress(pad(x, net.stride))["layers"]
-    z_string, base_string = unpack_strings(layers[0], 2)
-    h, w = pad(x, net.stride).shape[-2] // 16, pad(x, net.stride).shape[-1] // 16
-    z_hat = net.entropy_bottleneck.decompress([memory_safe(z_string, net.N * h * w)], (h // 4, w // 4))
-    hyper, means_b, indexes_b = net._base_parameters(z_hat)
-    y_hat_base = net._base_coder.decode(base_string, indexes_b) + means_b
+    padded = pad(x, net.stride)
+    latent_size = (padded.shape[-2] // net.latent_stride, padded.shape[-1] // net.latent_stride)
+    hyper, y_hat_base = net.decode_base(net.compress(padded)["layers"][0], latent_size)
     mean_fill = net.residual.decompress([], y_hat_base, hyper)["r_hat"]
     base_only = net.g_s(y_hat_base.float()).clamp(0, 1)
     top_mean = net.g_s((y_hat_base + mean_fill).float()).clamp(0, 1)
-    size = x.shape[-2:]
-    return crop(base_only, *size), crop(top_mean, *size)
+    return crop(base_only, *x.shape[-2:]), crop(top_mean, *x.shape[-2:])
 
 
 def main():

@@ -133,6 +133,16 @@ class VarianceAwareMasking(ProgressiveModel):
         }
 
     @torch.no_grad()
+    def decode_base(self, base_layer: bytes, latent_size: tuple[int, int],
+                    z_check: int | None = None, base_check: int | None = None):
+        """(hyper features, ŷ_base) from layer 1, both float64 on the CPU."""
+        z_string, base_string = unpack_strings(base_layer, 2)
+        z_hat = self.decode_hyper_latent(z_string, latent_size, z_check)
+        hyper, means_b, indexes_b = self._base_parameters(z_hat)
+        verify_checksum(indexes_b, base_check, "base scale indexes")
+        return hyper, self._base_coder.decode(base_string, indexes_b) + means_b
+
+    @torch.no_grad()
     def decompress(self, layers: list[bytes], latent_size: tuple[int, int],
                    checksums=None) -> torch.Tensor:
         """Reconstruct from ``layers[0]`` (z + base) and any residual chunks after it.
@@ -140,11 +150,7 @@ class VarianceAwareMasking(ProgressiveModel):
         ``checksums`` (from the file) are verified before each stage reads bits.
         """
         z_check, base_check, residual_check = checksums if checksums else (None, None, None)
-        z_string, base_string = unpack_strings(layers[0], 2)
-        z_hat = self.decode_hyper_latent(z_string, latent_size, z_check)
-        hyper, means_b, indexes_b = self._base_parameters(z_hat)
-        verify_checksum(indexes_b, base_check, "base scale indexes")
-        y_hat_base = self._base_coder.decode(base_string, indexes_b) + means_b
+        hyper, y_hat_base = self.decode_base(layers[0], latent_size, z_check, base_check)
         r_hat = self.residual.decompress(layers[1:], y_hat_base, hyper, residual_check)["r_hat"]
         device = next(self.g_s.parameters()).device
         return self.g_s((y_hat_base + r_hat).float().to(device)).clamp_(0, 1)
