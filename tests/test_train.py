@@ -3,12 +3,14 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from progcodec.train.data import split_holdout
 from progcodec.train.loop import TrainConfig, train
 from progcodec.weights import load_model
 
@@ -131,3 +133,55 @@ def test_sigterm_checkpoints_before_exit(photo_dir, tmp_path):
     ckpt = torch.load(out.with_suffix(".ckpt"), weights_only=False)
     assert ckpt["step"] >= 3
     assert not out.exists()  # no half-trained export
+
+
+def _held_out_name(suffix: str) -> str:
+    """A file name that the 1-in-50 hold-out sets aside."""
+    return next(f"photo{k}{suffix}" for k in range(10_000) if not split_holdout([Path(f"photo{k}{suffix}")])[0])
+
+
+def test_pack_crops_keeps_the_held_out_images_apart(photo_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from progcodec.cli import main
+
+    source = tmp_path / "source"
+    source.mkdir()
+    for f in photo_dir.iterdir():
+        (source / f.name).write_bytes(f.read_bytes())
+    held = np.asarray(Image.open(photo_dir / "chelsea.png").convert("RGB"))
+    Image.fromarray(held).save(source / _held_out_name(".png"))
+
+    packed = tmp_path / "packed"
+    result = CliRunner().invoke(main, ["pack-crops", str(source), "-o", str(packed), "--crop", "64",
+                                       "--per-image", "2"])
+    assert result.exit_code == 0, result.output
+    train_crops = sorted((packed / "train").iterdir())
+    val_crops = sorted((packed / "val").iterdir())
+    assert len(train_crops) == 2 * 6 and len(val_crops) == 1
+    assert all(Image.open(p).size == (64, 64) and Image.open(p).mode == "RGB" for p in train_crops)
+    top, left = (120 - 64) // 2, (160 - 64) // 2
+    assert np.array_equal(np.asarray(Image.open(val_crops[0])), held[top:top + 64, left:left + 64])
+
+    again = CliRunner().invoke(main, ["pack-crops", str(source), "-o", str(packed)])
+    assert again.exit_code == 1 and "not empty" in again.output
+
+    # The pack trains as it is, validating on its own held-out crops, which never enter training.
+    events = []
+    cfg = _config(packed, tmp_path, steps=2, val=str(packed / "val"), val_crop=64)
+    train(cfg, on_event=lambda kind, info: events.append((kind, info)))
+    assert [info["step"] for kind, info in events if kind == "val"] == [2]
+    assert [info["total"] for kind, info in events if kind == "load"][-1] == 12
+
+
+def test_max_minutes_stops_with_a_checkpoint_and_an_export(photo_dir, tmp_path):
+    cfg = _config(photo_dir, tmp_path, steps=1000, max_minutes=1e-6)
+    manifest = train(cfg)
+    stopped_at = manifest["training"]["steps"]
+    assert stopped_at < 1000 and load_model(cfg.out).manifest["sha256"] == manifest["sha256"]
+    ckpt = torch.load(cfg.checkpoint_path, weights_only=False)
+    assert ckpt["step"] == stopped_at
+    steps_seen = []
+    train(_config(photo_dir, tmp_path, steps=stopped_at + 2, resume=str(cfg.checkpoint_path)),
+          on_event=lambda kind, info: kind == "step" and steps_seen.append(info["step"]))
+    assert steps_seen == [stopped_at + 1, stopped_at + 2]

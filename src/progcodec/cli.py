@@ -55,6 +55,8 @@ def main():
 @click.option("--lambda-top", default=0.0483, show_default=True, help="Distortion weight of the full file.")
 @click.option("--lr", default=1e-4, show_default=True, help="Peak learning rate (after warm-up).")
 @click.option("--warmup", default=500, show_default=True, help="Linear warm-up steps.")
+@click.option("--max-minutes", type=float, default=None,
+              help="Stop after this much wall time: checkpoint, then export the weights as they stand.")
 @click.option("--resume", type=click.Path(exists=True), default=None, help="Checkpoint to continue from.")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Fine-tune: start from exported .safetensors weights with a fresh optimiser.")
@@ -80,6 +82,38 @@ def train(data_dir, model, out, **options):
         manifest = run_training(cfg, on_event=progress.on_event)
     if manifest:
         click.echo(f"wrote {cfg.out} (sha256 {manifest['sha256'][:16]}...)")
+
+
+@main.command("pack-crops")
+@click.argument("data_dir", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write OUTPUT/train (JPEG crops) and OUTPUT/val (held-out PNG crops) into.")
+@click.option("--crop", default=256, show_default=True, help="Crop size in pixels.")
+@click.option("--per-image", default=1, show_default=True, help="Random crops taken from each training image.")
+@click.option("--quality", default=95, show_default=True, help="JPEG quality of the training crops.")
+@click.option("--seed", default=0, show_default=True)
+def pack_crops(data_dir, output, crop, per_image, quality, seed):
+    """Pack a compact copy of the photos under DATA_DIR... for a remote trainer.
+
+    For a GPU machine the whole data set cannot be copied to: train there with
+    `progcodec train OUTPUT/train --val OUTPUT/val --crop C --device cuda`.
+    The held-out images are the ones `progcodec train` would hold out.
+    """
+    from rich.progress import Progress
+
+    from .train.pack import pack_crops as pack
+
+    if output.exists() and any(output.iterdir()):
+        raise ProgcodecError(f"{output} is not empty: pack into a new folder")
+    try:
+        with Progress(transient=True) as bar:
+            task = bar.add_task("packing", total=None)
+            written = pack([str(d) for d in data_dir], output, crop=crop, per_image=per_image, quality=quality,
+                           seed=seed, on_progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except ValueError as e:
+        raise ProgcodecError(str(e)) from None
+    click.echo(f"wrote {written['train']} training and {written['val']} validation crops to {output} "
+               f"({written['bytes'] / 2**20:.1f} MiB)")
 
 
 def _read_input(path: str) -> bytes:

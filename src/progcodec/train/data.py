@@ -74,11 +74,14 @@ class RandomCrops:
         return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255)
 
 
+def center_crop(im: np.ndarray, crop: int) -> np.ndarray:
+    top, left = (im.shape[0] - crop) // 2, (im.shape[1] - crop) // 2
+    return im[top:top + crop, left:left + crop]
+
+
 def center_crops(files: list[Path], crop: int, limit: int = 32) -> torch.Tensor:
     """Fixed validation batch: the centre ``crop`` of up to ``limit`` images."""
     crops = []
     for f in files[:limit]:
-        im = load_rgb_array(f, crop)
-        top, left = (im.shape[0] - crop) // 2, (im.shape[1] - crop) // 2
-        crops.append(im[top:top + crop, left:left + crop])
+        crops.append(center_crop(load_rgb_array(f, crop), crop))
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255)

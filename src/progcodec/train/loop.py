@@ -41,6 +41,7 @@ class TrainConfig:
     decay_from: float = 0.85      # lr drops tenfold for the last 15% of steps
     aux_lr: float = 1e-3
     clip: float = 1.0
+    max_minutes: float | None = None  # stop (checkpoint, export) after this much wall time
     resume: str | None = None
     init: str | None = None        # start from exported weights (fine-tune), fresh optimiser
     checkpoint: str | None = None  # default: OUT with .ckpt
@@ -124,8 +125,11 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
     torch.manual_seed(cfg.seed + rank)
 
     files = find_images(cfg.data)
-    train_files, held_out = split_holdout(files)
-    val_files = find_images([cfg.val]) if cfg.val else held_out
+    if cfg.val:  # a validation folder replaces the held-out slice; never train on its images
+        val_files = find_images([cfg.val])
+        train_files = sorted(set(files) - set(val_files))
+    else:
+        train_files, val_files = split_holdout(files)
     data = RandomCrops(train_files, cfg.crop, seed=cfg.seed + rank,
                        on_load=lambda i, n: emit("load", {"done": i, "total": n}))
     val_images = center_crops(val_files, cfg.val_crop) if val_files and rank == 0 else None
@@ -164,10 +168,19 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
             }, cfg.checkpoint_path)
             emit("checkpoint", {"step": step, "path": str(cfg.checkpoint_path)})
 
-    last_ckpt = time.monotonic()
+    started = last_ckpt = time.monotonic()
+
+    def time_is_up() -> bool:
+        if cfg.max_minutes is None:
+            return False
+        up = torch.tensor([int(time.monotonic() - started > 60 * cfg.max_minutes)], device=device)
+        if world > 1:
+            dist.all_reduce(up, op=dist.ReduceOp.MAX)  # every process stops at the same step
+        return bool(up.item())
+
     previous_sigterm = _sigterm_raises_interrupt()
     try:
-        while step < cfg.steps:
+        while step < cfg.steps and not time_is_up():
             t0 = time.monotonic()
             optimizer.param_groups[0]["lr"] = learning_rate(cfg, step)
             x = data.batch(cfg.batch).to(device, non_blocking=True)
@@ -193,6 +206,11 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
                 checkpoint()
                 last_ckpt = time.monotonic()
 
+        if step < cfg.steps:  # stopped by --max-minutes: resumable, and exported as it stands
+            if val_images is not None and (not history or history[-1]["step"] != step):
+                history.append({"step": step, **validate(model, val_images)})
+                emit("val", history[-1])
+            checkpoint()
     except KeyboardInterrupt:
         checkpoint()  # a killed run loses nothing: --resume continues from here
         raise
