@@ -62,16 +62,19 @@ class RandomCrops:
         c = self.crop
         out = np.empty((size, c, c, 3), dtype=np.uint8)
         for k, i in enumerate(self.rng.integers(len(self.images), size=size)):
-            im = self.images[i]
-            top = self.rng.integers(im.shape[0] - c + 1)
-            left = self.rng.integers(im.shape[1] - c + 1)
-            patch = im[top:top + c, left:left + c]
+            patch = random_crop(self.images[i], c, self.rng)
             if self.rng.random() < 0.5:
                 patch = patch[:, ::-1]
             if self.rng.random() < 0.5:
                 patch = patch[::-1]
             out[k] = patch
         return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255)
+
+
+def random_crop(im: np.ndarray, crop: int, rng: np.random.Generator) -> np.ndarray:
+    top = rng.integers(im.shape[0] - crop + 1)
+    left = rng.integers(im.shape[1] - crop + 1)
+    return im[top:top + crop, left:left + crop]
 
 
 def center_crop(im: np.ndarray, crop: int) -> np.ndarray:

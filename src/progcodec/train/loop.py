@@ -173,10 +173,16 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
     def time_is_up() -> bool:
         if cfg.max_minutes is None:
             return False
-        up = torch.tensor([int(time.monotonic() - started > 60 * cfg.max_minutes)], device=device)
-        if world > 1:
-            dist.all_reduce(up, op=dist.ReduceOp.MAX)  # every process stops at the same step
-        return bool(up.item())
+        up = time.monotonic() - started > 60 * cfg.max_minutes
+        if world > 1:  # every process stops at the same step
+            flag = torch.tensor([int(up)], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            up = bool(flag.item())
+        return up
+
+    def run_validation():
+        history.append({"step": step, **validate(model, val_images)})
+        emit("val", history[-1])
 
     previous_sigterm = _sigterm_raises_interrupt()
     try:
@@ -198,9 +204,7 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
             if not math.isfinite(float(out["loss"].detach())):
                 raise FloatingPointError(f"loss became {float(out['loss'].detach())} at step {step}")
             if val_images is not None and (step % cfg.val_every == 0 or step == cfg.steps):
-                metrics = validate(model, val_images)
-                history.append({"step": step, **metrics})
-                emit("val", {"step": step, **metrics})
+                run_validation()
             if step % cfg.checkpoint_every == 0 or time.monotonic() - last_ckpt > 60 * cfg.checkpoint_minutes \
                     or step == cfg.steps:
                 checkpoint()
@@ -208,8 +212,7 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
 
         if step < cfg.steps:  # stopped by --max-minutes: resumable, and exported as it stands
             if val_images is not None and (not history or history[-1]["step"] != step):
-                history.append({"step": step, **validate(model, val_images)})
-                emit("val", history[-1])
+                run_validation()
             checkpoint()
     except KeyboardInterrupt:
         checkpoint()  # a killed run loses nothing: --resume continues from here

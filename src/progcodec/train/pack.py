@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .data import center_crop, find_images, load_rgb_array, split_holdout
+from .data import center_crop, find_images, load_rgb_array, random_crop, split_holdout
 
 
 def pack_crops(folders, out_dir, crop: int = 256, per_image: int = 1, quality: int = 95,
@@ -35,10 +35,8 @@ def pack_crops(folders, out_dir, crop: int = 256, per_image: int = 1, quality: i
     for i, path in enumerate(train_files):
         im = load_rgb_array(path, crop)
         for k in range(per_image):
-            top = rng.integers(im.shape[0] - crop + 1)
-            left = rng.integers(im.shape[1] - crop + 1)
             target = out_dir / "train" / f"{i:05d}-{k}.jpg"
-            Image.fromarray(im[top:top + crop, left:left + crop]).save(target, quality=quality)
+            Image.fromarray(random_crop(im, crop, rng)).save(target, quality=quality)
             written["train"] += 1
             written["bytes"] += target.stat().st_size
         if on_progress:
