@@ -41,4 +41,4 @@ def test_quality_rises_with_every_layer(name, astronaut, monkeypatch):
     bpps = [layer["bpp"] for layer in layers]
     assert all(b2 > b1 for b1, b2 in zip(bpps, bpps[1:])), bpps
     assert all(p2 >= p1 - 1e-9 for p1, p2 in zip(psnrs, psnrs[1:])), psnrs
-    assert psnrs[-1] > psnrs[0] + 0.3, psnrs  # later layers must add clearly, not just not hurt
+    assert psnrs[-1] > psnrs[0] + 3, psnrs  # measured here: vam +6.2 dB, progdtd +5.2 dB
