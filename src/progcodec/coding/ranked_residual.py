@@ -77,6 +77,12 @@ class RankedResidualLatentCodec(nn.Module):
             "y_mean_top": y_hat_base + means,
         }
 
+    def mean_fill(self, y_base_mean, hyper_features):
+        """The top latent when nothing but z is known: the base at its predicted
+        mean, and the residual at the mean predicted from that (training)."""
+        _, means = self.residual_params(hyper_features, y_base_mean).chunk(2, 1)
+        return y_base_mean + means
+
     # -- coding ---------------------------------------------------------
     def prepare_inference(self) -> None:
         """Freeze the float64 parameter path and the CDF tables for coding."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.layers import GDN
 from torch import nn
 
 from ..coding.gaussian import (
@@ -31,7 +30,7 @@ from ..coding.gaussian import (
 )
 from ..container import pack_strings, unpack_strings
 from .base import ProgressiveModel
-from .transforms import conv, deconv, synthesis
+from .transforms import GDN, conv, deconv, synthesis, transform_precision
 
 # Share of y's channels at the end of each layer: fine steps first, where each
 # channel matters most (for M=192: 8, 16, 24, 32, 48, 64, 96, 128, 160, 192).
@@ -66,6 +65,7 @@ class ProgDTD(ProgressiveModel):
         self.gaussian_conditional = GaussianConditional(None)
         self._h_s64: Float64Path | None = None
         self._coder: GaussianSymbolCoder | None = None
+        self.transform_dtype: torch.dtype | None = None  # training: autocast g_a/g_s
 
     @property
     def num_layers(self) -> int:
@@ -94,12 +94,14 @@ class ProgDTD(ProgressiveModel):
             keep = torch.round(fraction * self.M).clamp(1, self.M).long()
         y_mask, z_mask = self._keep_masks(batch, x.device, keep)
 
-        y = self.g_a(x)
+        with transform_precision(self.transform_dtype, x.device):
+            y = self.g_a(x).float()
         z = self.h_a(torch.abs(y))
         z_hat, z_likelihoods = self.entropy_bottleneck(z)
         scales = self.h_s(z_hat * z_mask)
         _, y_likelihoods = self.gaussian_conditional(y, scales)
-        x_hat = self.g_s(ste_round(y) * y_mask)
+        with transform_precision(self.transform_dtype, x.device):
+            x_hat = self.g_s(ste_round(y) * y_mask).float()
 
         bits = -(torch.log2(z_likelihoods) * z_mask).sum() - (torch.log2(y_likelihoods) * y_mask).sum()
         bpp = bits / pixels

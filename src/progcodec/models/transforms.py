@@ -1,7 +1,33 @@
-"""Analysis and synthesis transforms shared by the models (Ballé 2018 style)."""
+"""Analysis and synthesis transforms shared by the models (Ballé 2018 style).
 
-from compressai.layers import GDN
+Training on a CPU with bfloat16 support runs the convolutions of the big
+transforms under ``torch.autocast`` (``transform_precision``), about twice as
+fast. GDN's normalisation (a square, a 1x1 conv, a square root) stays in
+float32: autocast would run its conv in bfloat16 and leave the pow/rsqrt in
+whatever dtype came in, so ``GDN`` here leaves autocast and upcasts its input.
+Entropy models, likelihoods and the loss never run under autocast.
+"""
+
+import contextlib
+
+import torch
+from compressai.layers import GDN as _CompressAIGDN
 from torch import nn
+
+
+class GDN(_CompressAIGDN):
+    """CompressAI's GDN (same parameters), always computed in float32."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x.float())
+
+
+def transform_precision(dtype: torch.dtype | None, device: torch.device):
+    """Context for a transform call: autocast to ``dtype``, or nothing for None/float32."""
+    if dtype is None or dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def conv(in_ch: int, out_ch: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:

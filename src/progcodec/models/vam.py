@@ -23,7 +23,7 @@ from ..coding.ranked_residual import RankedResidualLatentCodec
 from ..coding.ranking import DEFAULT_SCHEDULE
 from ..container import pack_strings, unpack_strings
 from .base import ProgressiveModel, bits
-from .transforms import analysis_trunk, conv, hyper_analysis, hyper_synthesis, synthesis
+from .transforms import analysis_trunk, conv, hyper_analysis, hyper_synthesis, synthesis, transform_precision
 
 
 class VarianceAwareMasking(ProgressiveModel):
@@ -31,10 +31,15 @@ class VarianceAwareMasking(ProgressiveModel):
     num_checksums = 3  # z_hat, then the base and residual scale-index maps
 
     def __init__(self, N: int = 128, M: int = 192, schedule=DEFAULT_SCHEDULE,
-                 lambda_base: float = 0.0035, lambda_top: float = 0.0483):
+                 lambda_base: float = 0.0035, lambda_top: float = 0.0483, lambda_preview: float = 0.0):
         super().__init__()
         self.N, self.M = N, M
         self.lambda_base, self.lambda_top = lambda_base, lambda_top
+        # Distortion weight of the preview point (z alone: base and residual at
+        # their predicted means); 0 leaves it out of the loss.
+        self.lambda_preview = lambda_preview
+        # Training sets this to torch.bfloat16 to run g_a/g_s under autocast.
+        self.transform_dtype: torch.dtype | None = None
         self.g_a = analysis_trunk(N)
         self.head_base = conv(N, M)
         self.head_top = conv(N, M)
@@ -53,7 +58,8 @@ class VarianceAwareMasking(ProgressiveModel):
 
     def config(self) -> dict:
         return {"N": self.N, "M": self.M, "schedule": list(self.residual.schedule),
-                "lambda_base": self.lambda_base, "lambda_top": self.lambda_top}
+                "lambda_base": self.lambda_base, "lambda_top": self.lambda_top,
+                "lambda_preview": self.lambda_preview}
 
     # -- training: the rate-distortion loss ------------------------------
     def sample_fraction(self, batch: int, device) -> torch.Tensor:
@@ -70,8 +76,9 @@ class VarianceAwareMasking(ProgressiveModel):
         if fraction is None:
             fraction = self.sample_fraction(batch, x.device)
 
-        features = self.g_a(x)
-        y_base, y_top = self.head_base(features), self.head_top(features)
+        with transform_precision(self.transform_dtype, x.device):
+            features = self.g_a(x)
+            y_base, y_top = self.head_base(features).float(), self.head_top(features).float()
         z = self.h_a(torch.cat([y_base, y_top], 1))
         z_hat, z_likelihoods = self.entropy_bottleneck(z)
         hyper = self.h_s(z_hat)
@@ -80,17 +87,26 @@ class VarianceAwareMasking(ProgressiveModel):
         y_hat_base = ste_round(y_base, means_b)
         res = self.residual(y_top, y_hat_base, hyper, fraction)
 
-        x_base = self.g_s(res["y_mean_top"])
-        x_q = self.g_s(res["y_hat_top"])
+        latents = [res["y_mean_top"], res["y_hat_top"]]
+        # The preview point is priced on a quarter of the batch: one more
+        # synthesis on every image would cost a third more per step.
+        n_preview = max(1, batch // 4) if self.lambda_preview > 0 else 0
+        if n_preview:
+            latents.append(self.residual.mean_fill(means_b[:n_preview], hyper[:n_preview]))
+        with transform_precision(self.transform_dtype, x.device):
+            x_hats = [self.g_s(y).float() for y in latents]
+        x_base, x_q = x_hats[0], x_hats[1]
         mse_base = ((x_base - x) ** 2).mean(dim=(1, 2, 3))
         mse_q = ((x_q - x) ** 2).mean(dim=(1, 2, 3))
         lam_q = self.lambda_base * (self.lambda_top / self.lambda_base) ** fraction
+        mse_preview = ((x_hats[2] - x[:n_preview]) ** 2).mean() if n_preview else x.new_zeros(())
 
         bpp_base = (bits(z_likelihoods) + bits(base_likelihoods)) / pixels
         residual_bits = -(torch.log2(res["likelihoods"]) * res["mask"]).sum()
         bpp_q = bpp_base + residual_bits / pixels
         bpp_full = bpp_base + bits(res["likelihoods"]) / pixels
-        distortion = 255**2 * (self.lambda_base * mse_base + lam_q * mse_q).mean()
+        distortion = 255**2 * ((self.lambda_base * mse_base + lam_q * mse_q).mean()
+                               + self.lambda_preview * mse_preview)
         return {
             "loss": bpp_base + bpp_q + distortion,
             "aux_loss": self.aux_loss(),
@@ -98,6 +114,7 @@ class VarianceAwareMasking(ProgressiveModel):
             "bpp_full": bpp_full.detach(),
             "mse_base": mse_base.mean().detach(),
             "mse_q": mse_q.mean().detach(),
+            "mse_preview": mse_preview.detach(),
             "x_hat": x_q,
         }
 

@@ -36,6 +36,8 @@ class TrainConfig:
     crop: int = 128
     lambda_base: float = 0.0035
     lambda_top: float = 0.0483
+    lambda_preview: float = 0.0    # vam: distortion weight of the z-only preview point
+    precision: str = "auto"        # transforms under bf16 autocast: auto (CPUs with bf16), bf16, fp32
     lr: float = 1e-4
     warmup: int = 500
     decay_from: float = 0.85      # lr drops tenfold for the last 15% of steps
@@ -60,11 +62,37 @@ class TrainConfig:
         return Path(self.checkpoint or Path(self.out).with_suffix(".ckpt"))
 
 
-def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up, then flat, then a tenfold drop for the final stretch."""
+def learning_rate(cfg: TrainConfig, step: int, minutes: float = 0.0) -> float:
+    """Linear warm-up, then flat, then a tenfold drop for the final stretch.
+
+    The final stretch is the last 15 % of the steps, or of ``max_minutes``
+    (this run's wall time) when that ends the run first: a run stopped by
+    the clock still gets its low-rate finish.
+    """
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    return cfg.lr * (0.1 if step >= cfg.decay_from * cfg.steps else 1.0)
+    late = step >= cfg.decay_from * cfg.steps
+    if cfg.max_minutes is not None:
+        late = late or minutes >= cfg.decay_from * cfg.max_minutes
+    return cfg.lr * (0.1 if late else 1.0)
+
+
+def bf16_supported() -> bool:
+    """Does this CPU run bfloat16 matrix maths natively (AVX512-BF16 or AMX)?"""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def transform_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of the transforms for ``--precision`` on ``device``."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
+    if precision == "fp32" or (precision == "auto" and (device.type != "cpu" or not bf16_supported())):
+        return None
+    return torch.bfloat16
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
@@ -76,19 +104,25 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 @torch.no_grad()
 def validate(model, images: torch.Tensor, batch: int = 8) -> dict:
-    """Estimated bpp and PSNR at the base (q=0) and full (q=1) operating points."""
+    """Estimated bpp and PSNR at the base (q=0) and full (q=1) operating points
+    (and the preview, where the model prices one), always in float32."""
     model.eval()
-    sums = {"bpp_base": 0.0, "bpp_full": 0.0, "mse_base": 0.0, "mse_q": 0.0}
+    dtype, model.transform_dtype = getattr(model, "transform_dtype", None), None
+    sums = {"bpp_base": 0.0, "bpp_full": 0.0, "mse_base": 0.0, "mse_q": 0.0, "mse_preview": 0.0}
     for i in range(0, len(images), batch):
         x = images[i:i + batch].to(next(model.parameters()).device)
         out = model(x, fraction=torch.ones(len(x), device=x.device))
         for k in sums:
-            sums[k] += float(out[k]) * len(x)
+            sums[k] += float(out.get(k, 0.0)) * len(x)
     model.train()
+    model.transform_dtype = dtype
     n = len(images)
-    return {"bpp_base": sums["bpp_base"] / n, "bpp_full": sums["bpp_full"] / n,
-            "psnr_base": mse_to_psnr(sums["mse_base"] / n, peak=1.0),
-            "psnr_full": mse_to_psnr(sums["mse_q"] / n, peak=1.0)}
+    result = {"bpp_base": sums["bpp_base"] / n, "bpp_full": sums["bpp_full"] / n,
+              "psnr_base": mse_to_psnr(sums["mse_base"] / n, peak=1.0),
+              "psnr_full": mse_to_psnr(sums["mse_q"] / n, peak=1.0)}
+    if sums["mse_preview"]:
+        result["psnr_preview"] = mse_to_psnr(sums["mse_preview"] / n, peak=1.0)
+    return result
 
 
 def _sigterm_raises_interrupt():
@@ -134,8 +168,10 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
                        on_load=lambda i, n: emit("load", {"done": i, "total": n}))
     val_images = center_crops(val_files, cfg.val_crop) if val_files and rank == 0 else None
 
+    extra = {"lambda_preview": cfg.lambda_preview} if cfg.lambda_preview else {}
     model = MODELS[cfg.model](lambda_base=cfg.lambda_base, lambda_top=cfg.lambda_top,
-                              **cfg.model_args).to(device)
+                              **extra, **cfg.model_args).to(device)
+    model.transform_dtype = transform_dtype(cfg.precision, device)
     quantiles = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
     main = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
     optimizer = torch.optim.Adam([{"params": main, "lr": cfg.lr}, {"params": quantiles, "lr": cfg.aux_lr}])
@@ -188,7 +224,7 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
     try:
         while step < cfg.steps and not time_is_up():
             t0 = time.monotonic()
-            optimizer.param_groups[0]["lr"] = learning_rate(cfg, step)
+            optimizer.param_groups[0]["lr"] = learning_rate(cfg, step, (t0 - started) / 60)
             x = data.batch(cfg.batch).to(device, non_blocking=True)
             out = net(x)
             optimizer.zero_grad(set_to_none=True)
@@ -227,6 +263,9 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
             "training": {
                 "steps": step, "batch": cfg.batch * world, "crop": cfg.crop, "lr": cfg.lr,
                 "lambda_base": cfg.lambda_base, "lambda_top": cfg.lambda_top,
+                "lambda_preview": cfg.lambda_preview,
+                "precision": str(model.transform_dtype or torch.float32).replace("torch.", ""),
+                "warmup": cfg.warmup,
                 "data": [str(d) for d in cfg.data], "images": len(train_files),
                 "device": f"{device.type} ({platform.processor() or platform.machine()}, "
                           f"{torch.get_num_threads()} threads)" if device.type == "cpu"
