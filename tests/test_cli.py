@@ -41,8 +41,48 @@ def _png_pixels(data: bytes) -> np.ndarray:
 def test_encode_default_output(cli, photo, encoded):
     result = cli("encode", photo)
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == "" and result.stderr == ""
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()  # one summary line: path, size, layers, bpp, time
+    assert len(lines) == 1 and lines[0].startswith(f"wrote {photo.with_suffix('.pgc')}: ")
+    assert f"{len(encoded):,} B" in lines[0] and "10 layers" in lines[0]
+    assert f"{len(encoded) * 8 / (96 * 64):.3f} bpp" in lines[0]
     assert photo.with_suffix(".pgc").read_bytes() == encoded
+
+
+def test_quiet_prints_nothing(cli, photo, tmp_path):
+    for args in (["encode", photo, "-q"], ["decode", photo.with_suffix(".pgc"), "-q"],
+                 ["truncate", photo.with_suffix(".pgc"), "--layers", 2, "-o", tmp_path / "t.pgc", "-q"]):
+        result = cli(*args)
+        assert result.exit_code == 0 and result.stdout == "" and result.stderr == "", (args, result.stderr)
+
+
+def test_encode_then_decode_with_default_names_keeps_the_original(cli, photo, by_layers):
+    original = photo.read_bytes()
+    assert cli("encode", photo).exit_code == 0
+    assert cli("decode", photo.with_suffix(".pgc")).exit_code == 0
+    assert cli("decode", photo.with_suffix(".pgc"), "--layers", 3).exit_code == 0
+    assert photo.read_bytes() == original
+    decoded = photo.with_name("photo.decoded.png")
+    assert np.array_equal(np.asarray(Image.open(decoded)), by_layers[-1])
+    assert np.array_equal(np.asarray(Image.open(photo.with_name("photo.L3.png"))), by_layers[2])
+
+
+@pytest.mark.parametrize("command", ["encode", "decode", "truncate"])
+def test_an_existing_output_needs_force(cli, clean_error, photo, pgc, tmp_path, encoded, command):
+    target = tmp_path / ("existing.png" if command == "decode" else "existing.pgc")
+    target.write_bytes(b"precious")
+    args = {"encode": ["encode", photo], "decode": ["decode", pgc],
+            "truncate": ["truncate", pgc, "--layers", 2]}[command] + ["-o", target]
+    clean_error(cli(*args), match=f"{target.name} exists: pass --force")
+    assert target.read_bytes() == b"precious"
+    result = cli(*args, "--force")
+    assert result.exit_code == 0, result.stderr
+    assert target.read_bytes() != b"precious" and not list(tmp_path.glob(".*.part"))
+    if command == "truncate":
+        assert target.read_bytes() == progcodec.truncate(encoded, 2)
+    dangling = tmp_path / ("dangling.png" if command == "decode" else "dangling.pgc")
+    dangling.symlink_to(tmp_path / "nowhere")          # a link is a file the user made, too
+    clean_error(cli(*args[:-1], dangling), match="exists")
 
 
 def test_encode_with_output_and_layers(cli, photo, tmp_path, encoded):
@@ -93,7 +133,7 @@ def test_decode_layers(cli, pgc, tmp_path, by_layers):
 
 def test_decode_default_output_and_other_formats(cli, pgc, tmp_path, by_layers):
     assert cli("decode", pgc).exit_code == 0
-    assert np.array_equal(np.asarray(Image.open(pgc.with_suffix(".png"))), by_layers[-1])
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "photo.decoded.png")), by_layers[-1])
     for name, fmt in [("out.jpg", "JPEG"), ("out.webp", "WEBP"), ("out.bmp", "BMP"), ("out.TIFF", "TIFF")]:
         assert cli("decode", pgc, "-o", tmp_path / name, "--layers", 2).exit_code == 0
         with Image.open(tmp_path / name) as im:
@@ -106,7 +146,8 @@ def test_decode_of_a_cut_file_warns_once(cli, tmp_path, encoded, by_layers, laye
     result = cli("decode", cut, "-o", tmp_path / "cut.png")
     assert result.exit_code == 0
     lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("warning: ") and "cut inside layer 4" in lines[0]
+    assert len(lines) == 2 and lines[0].startswith("warning: ") and "cut inside layer 4" in lines[0]
+    assert lines[1].startswith("wrote ") and "from 3 layer(s)" in lines[1]
     assert np.array_equal(np.asarray(Image.open(tmp_path / "cut.png")), by_layers[2])
 
 
@@ -152,14 +193,15 @@ def test_info_and_truncate_on_stdin(cli, encoded):
 
 
 def test_a_real_pipe_through_the_installed_command(tmp_path, encoded, by_layers, weights_dir):
-    """``progcodec decode - -o -`` in a subprocess: binary stdin and stdout, nothing on stderr."""
+    """``progcodec decode - -o -`` in a subprocess: binary stdin and stdout, only the summary on stderr."""
     env = dict(os.environ, PROGCODEC_WEIGHTS=str(weights_dir), OMP_NUM_THREADS="1")
     exe = os.path.join(os.path.dirname(sys.executable), "progcodec")
     command = [exe] if os.path.exists(exe) else [sys.executable, "-m", "progcodec"]
     proc = subprocess.run(command + ["decode", "-", "-o", "-", "--layers", "3", "--device", "cpu"],
                           input=encoded, capture_output=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()
-    assert proc.stderr == b""
+    assert proc.stderr.decode().startswith("wrote stdout: 96x64 from 3 layer(s)")
+    assert len(proc.stderr.splitlines()) == 1
     assert np.array_equal(_png_pixels(proc.stdout), by_layers[2])
     proc = subprocess.run(command + ["decode", "-", "-o", "-"], input=b"junk", capture_output=True, env=env,
                           timeout=300)
@@ -255,7 +297,7 @@ def test_failing_decode_leaves_an_existing_output_untouched(cli, clean_error, li
     bad.write_bytes(b"\x89PGC" + bytes(50))
     out = tmp_path / "out.png"
     out.write_bytes(b"previous content")
-    clean_error(cli("decode", bad, "-o", out))
+    clean_error(cli("decode", bad, "-o", out, "--force"))
     assert out.read_bytes() == b"previous content"
     assert listdir(tmp_path) == {"bad.pgc", "out.png"}
 
@@ -270,7 +312,7 @@ def test_a_write_that_fails_midway_leaves_no_partial_file(cli, clean_error, list
     out.write_bytes(b"previous content")
     before = listdir(tmp_path)
     monkeypatch.setattr(progcodec.weights.os, "replace", failing_replace)
-    clean_error(cli("decode", pgc, "-o", out), match="No space left")
+    clean_error(cli("decode", pgc, "-o", out, "--force"), match="No space left")
     assert out.read_bytes() == b"previous content"
     assert listdir(tmp_path) == before      # the temporary file is gone too
 
@@ -318,3 +360,24 @@ def test_decode_and_truncate_never_overwrite_their_input(cli, clean_error, pgc, 
     clean_error(cli("truncate", pgc, "--layers", 2, "-o", pgc), match="refusing to overwrite")
     clean_error(cli("truncate", alias, "--layers", 2, "-o", pgc), match="refusing to overwrite")
     assert pgc.read_bytes() == encoded
+
+
+def test_help_info_and_truncate_never_import_torch(tmp_path, encoded):
+    """`--help`, `info` and `truncate` are plain Python over bytes: no torch start-up cost."""
+    pgc = tmp_path / "p.pgc"
+    pgc.write_bytes(encoded)
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from progcodec.cli import main\n"
+        "r = CliRunner()\n"
+        f"for args in (['--help'], ['info', {str(pgc)!r}], ['info', '--json', {str(pgc)!r}],\n"
+        f"             ['truncate', {str(pgc)!r}, '--layers', '2', '-o', {str(tmp_path / 't.pgc')!r}]):\n"
+        "    assert r.invoke(main, args).exit_code == 0, args\n"
+        "heavy = sorted(m for m in ('torch', 'compressai', 'numpy', 'PIL') if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ""
+    assert progcodec.info((tmp_path / "t.pgc").read_bytes())["layers"][-1]["index"] == 2

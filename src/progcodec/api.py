@@ -9,32 +9,42 @@ from __future__ import annotations
 import functools
 import warnings
 
-import torch
-
 from . import container
-from .device import resolve_device
 from .errors import ProgcodecError, ProgcodecWarning, WeightsMismatchError
-from .image import crop, load_image, pad, padded_size, to_pil, to_tensor
-from .models import MODELS
-from .weights import load_model
+
+# torch, CompressAI and the models load on first use, not on import: `info`
+# and `truncate` are plain Python over bytes, and `progcodec --help` starts at once.
+
+
+def _models() -> dict:
+    with warnings.catch_warnings():  # CompressAI's import warns about TorchScript: noise for a user
+        warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
+        from .models import MODELS
+    return MODELS
 
 
 def get_model(model: str = "vam", device: str = "auto"):
     """The pretrained model ``model`` (a name or a .safetensors path), cached per device."""
-    if model not in MODELS and not model.endswith(".safetensors"):
-        raise ProgcodecError(f"unknown model {model!r}: choose one of {', '.join(sorted(MODELS))}")
+    from .device import resolve_device
+
+    if model not in _models() and not model.endswith(".safetensors"):
+        raise ProgcodecError(f"unknown model {model!r}: choose one of {', '.join(sorted(_models()))}")
     return _load_cached(model, str(resolve_device(device)))
 
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(model: str, device: str):
+    from .weights import load_model
+
     return load_model(model, device)
 
 
 get_model.cache_clear = _load_cached.cache_clear
 
 
-def _model(model, device: str = "auto") -> torch.nn.Module:
+def _model(model, device: str = "auto"):
+    import torch
+
     return model if isinstance(model, torch.nn.Module) else get_model(str(model), device)
 
 
@@ -52,6 +62,8 @@ def encode(image, model="vam", layers: int | None = None, device: str = "auto") 
     ``layers`` keeps only the first K layers (layer 1 is the base layer).
     ``model`` is a model name, a weights path or an already loaded model.
     """
+    from .image import load_image, pad, to_tensor
+
     net = _model(model, device)
     layers = _check_layers(layers, net.num_layers, f"{net.name} writes {net.num_layers} layers")
     im = load_image(image)
@@ -68,18 +80,25 @@ def _parse(data: bytes) -> container.PgcFile:
     return pgc
 
 
-def decode(data: bytes, layers: int | None = None, model=None, device: str = "auto"):
+def decode(data: bytes, layers: int | None = None, model=None, device: str = "auto", weights=()):
     """Reconstruct a ``PIL.Image`` from ``.pgc`` bytes using the first ``layers`` layers.
 
-    ``layers`` defaults to every complete layer present. ``model`` overrides
-    the weights named by the file (they must still be the weights it was made with).
+    ``layers`` defaults to every complete layer present. The weights are found
+    by the id in the header (see ``progcodec.weights``); ``weights`` adds
+    files or folders to search first. ``model`` overrides the search (a loaded
+    model or a weights path: they must still be the weights the file was made with).
     """
+    from .image import crop, padded_size, to_pil
+    from .weights import find_weights
+
     pgc = _parse(data)
     header = pgc.header
     if model is None:
-        if header.model not in MODELS:
+        if header.model not in _models():
             raise ProgcodecError(f"file was made by model {header.model!r}, which this build does not know")
-        net = get_model(header.model, device)
+        extra = [weights] if isinstance(weights, (str, bytes)) or hasattr(weights, "__fspath__") else list(weights)
+        path = find_weights(header.weights_digest, header.model, extra)
+        net = get_model(str(path), device)
     else:
         net = _model(model, device)
     if net.name != header.model or net.weights_digest != header.weights_digest:

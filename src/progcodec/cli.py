@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -53,6 +55,11 @@ def main():
 @click.option("--crop", default=128, show_default=True, help="Random crop size in pixels.")
 @click.option("--lambda-base", default=0.0035, show_default=True, help="Distortion weight of the base layer.")
 @click.option("--lambda-top", default=0.0483, show_default=True, help="Distortion weight of the full file.")
+@click.option("--lambda-preview", default=0.0, show_default=True,
+              help="vam: distortion weight of the preview point (z alone, everything else at its predicted mean).")
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
+              help="Transforms under bfloat16 autocast (GDN, entropy models and loss stay float32); "
+                   "auto: bf16 on CPUs with native bf16, fp32 elsewhere. Weights are float32 either way.")
 @click.option("--lr", default=1e-4, show_default=True, help="Peak learning rate (after warm-up).")
 @click.option("--warmup", default=500, show_default=True, help="Linear warm-up steps.")
 @click.option("--max-minutes", type=float, default=None,
@@ -126,20 +133,39 @@ def _read_input(path: str) -> bytes:
         raise ProgcodecError(f"cannot read {path}: {e.strerror or e}") from None
 
 
-def _write_output(path: str, data: bytes, source: str | None = None) -> None:
-    """stdout for '-', else an atomic write; never over the input file."""
+def _check_output(path: str, source: str | None, force: bool) -> None:
+    """Before any work: never the input file; never an existing file without --force."""
+    if path == "-":
+        return
+    if source not in (None, "-") and Path(path).resolve() == Path(source).resolve():
+        raise ProgcodecError(f"refusing to overwrite the input file {source}")
+    if not force and os.path.lexists(path):
+        raise ProgcodecError(f"{path} exists: pass --force (-f) to replace it")
+
+
+def _write_output(path: str, data: bytes, source: str | None = None, force: bool = False) -> None:
+    """stdout for '-', else an atomic write (checked again: nothing appeared meanwhile)."""
     from .weights import atomic_write_bytes
 
     if path == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    if source not in (None, "-") and Path(path).resolve() == Path(source).resolve():
-        raise ProgcodecError(f"refusing to overwrite the input file {source}")
+    _check_output(path, source, force)
     try:
         atomic_write_bytes(Path(path), data)
     except OSError as e:
         raise ProgcodecError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _report(quiet: bool, message: str) -> None:
+    """The one line on stderr after a command (as cjxl and gzip -v do); -q silences it."""
+    if not quiet:
+        click.echo(message, err=True)
+
+
+def _size(n: int) -> str:
+    return f"{n:,} B" if n < 10_000 else f"{n / 1024:,.1f} KiB"
 
 
 def _default_output(source: str, suffix: str) -> str:
@@ -148,44 +174,78 @@ def _default_output(source: str, suffix: str) -> str:
     return str(Path(source).with_suffix(suffix))
 
 
+FORCE_OPTION = click.option("-f", "--force", is_flag=True, help="Replace OUTPUT if it exists (never the input).")
+QUIET_OPTION = click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
+
+
 @main.command()
 @click.argument("image", type=str)
 @click.option("-o", "--output", default=None, help="Output .pgc file ('-' for stdout). Default: IMAGE with .pgc.")
 @click.option("--model", default="vam", show_default=True, help="Model name, or a .safetensors weights file.")
 @click.option("--layers", type=int, default=None, help="Keep only the first K layers (layer 1 is the base). Default: all.")
+@FORCE_OPTION
+@QUIET_OPTION
 @DEVICE_OPTION
-def encode(image, output, model, layers, device):
-    """Compress IMAGE (any format Pillow reads, '-' for stdin) into a .pgc file."""
+def encode(image, output, model, layers, force, quiet, device):
+    """Compress IMAGE (any format Pillow reads, '-' for stdin) into a .pgc file.
+
+    An existing output file is never replaced without --force.
+    """
     from . import api
 
-    source = _read_input(image) if image == "-" else image
-    data = api.encode(source, model=model, layers=layers, device=device)
     out = output or _default_output(image, ".pgc")
     if output is None and out == image and image != "-":
         out = image + ".pgc"  # IMAGE already ends in .pgc: never replace it
-    _write_output(out, data, image)
+    _check_output(out, image, force)
+    started = time.monotonic()
+    source = _read_input(image) if image == "-" else image
+    data = api.encode(source, model=model, layers=layers, device=device)
+    _write_output(out, data, image, force)
+    meta = api.info(data)
+    _report(quiet, f"wrote {'stdout' if out == '-' else out}: {_size(len(data))}, {len(meta['layers'])} layers, "
+                   f"{meta['width']}x{meta['height']}, {meta['layers'][-1]['bpp']:.3f} bpp, "
+                   f"{time.monotonic() - started:.1f} s")
 
 
 @main.command()
 @click.argument("file", type=str)
-@click.option("-o", "--output", default=None, help="Output image ('-' for PNG on stdout). Default: FILE with .png.")
+@click.option("-o", "--output", default=None,
+              help="Output image ('-' for PNG on stdout). Default: FILE.decoded.png, or FILE.L3.png with --layers 3, "
+                   "so the photo a FILE was made from is never replaced.")
 @click.option("--layers", type=int, default=None, help="Decode from the first L layers. Default: all present.")
+@click.option("--weights", "weights", multiple=True, type=click.Path(exists=True),
+              help="Weights file or folder to search first for the weights the file was made with (repeatable).")
+@FORCE_OPTION
+@QUIET_OPTION
 @DEVICE_OPTION
-def decode(file, output, layers, device):
-    """Reconstruct an image from a .pgc FILE, or from any prefix of its layers."""
+def decode(file, output, layers, weights, force, quiet, device):
+    """Reconstruct an image from a .pgc FILE, or from any prefix of its layers.
+
+    The weights are found by the id in FILE's header: --weights, then the
+    PROGCODEC_WEIGHTS path list, the shipped weights, and the user folder
+    (`progcodec weights list` shows them all).
+    """
     import io
 
     from . import api
 
-    image = api.decode(_read_input(file), layers=layers, device=device)
-    out = output or _default_output(file, ".png")
+    out = output or _default_output(file, ".decoded.png" if layers is None else f".L{layers}.png")
+    _check_output(out, file, force)
+    started = time.monotonic()
+    data = _read_input(file)
+    image = api.decode(data, layers=layers, device=device, weights=weights)
     buf = io.BytesIO()
     fmt = "PNG" if out == "-" else None
     try:
         image.save(buf, format=fmt or (_image_format_for(out)))
     except (KeyError, ValueError) as e:
         raise ProgcodecError(f"cannot write {out}: unknown image format ({e})") from None
-    _write_output(out, buf.getvalue(), file)
+    _write_output(out, buf.getvalue(), file, force)
+    with warnings.catch_warnings():  # decode has already warned about a cut or damaged file
+        warnings.simplefilter("ignore")
+        used = layers or len(api.info(data)["layers"])
+    _report(quiet, f"wrote {'stdout' if out == '-' else out}: {image.width}x{image.height} from {used} layer(s), "
+                   f"{_size(buf.tell())}, {time.monotonic() - started:.1f} s")
 
 
 def _image_format_for(path: str) -> str:
@@ -222,11 +282,58 @@ def info(file, as_json):
 @click.argument("file", type=str)
 @click.option("--layers", type=int, required=True, help="Number of layers to keep.")
 @click.option("-o", "--output", required=True, help="Output .pgc file ('-' for stdout).")
-def truncate(file, layers, output):
+@FORCE_OPTION
+@QUIET_OPTION
+def truncate(file, layers, output, force, quiet):
     """Keep the first L layers of a .pgc FILE: a smaller, valid .pgc file."""
     from . import api
 
-    _write_output(output, api.truncate(_read_input(file), layers), file)
+    _check_output(output, file, force)
+    data = api.truncate(_read_input(file), layers)
+    _write_output(output, data, file, force)
+    meta = api.info(data)
+    _report(quiet, f"wrote {'stdout' if output == '-' else output}: {_size(len(data))}, "
+                   f"{len(meta['layers'])} layers, {meta['layers'][-1]['bpp']:.3f} bpp")
+
+
+@main.group()
+def weights():
+    """Weights files: which are found, and adding one to the user folder.
+
+    A .pgc file names its weights by id (16 hex digits of their sha256);
+    decode searches --weights, the PROGCODEC_WEIGHTS path list, the shipped
+    weights (current and kept earlier releases) and the user folder.
+    """
+
+
+@weights.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
+def weights_list(as_json):
+    """Every weights file found, in search order: model, id, steps, where it lives."""
+    import json
+
+    from .weights import list_weights
+
+    found = list_weights()
+    if as_json:
+        click.echo(json.dumps(found))
+        return
+    for entry in found:
+        click.echo(f"{entry['model'] or '?':8s} {entry['id']}  {entry['steps'] or '?':>7} steps  "
+                   f"{entry['source']:17s} {entry['path']}")
+    if not found:
+        click.echo("no weights found", err=True)
+
+
+@weights.command("add")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@QUIET_OPTION
+def weights_add(file, quiet):
+    """Copy the weights FILE (and its .json manifest) into the user folder, after checking its sha256."""
+    from .weights import add_weights
+
+    dest = add_weights(Path(file))
+    _report(quiet, f"added {dest}")
 
 
 @main.command()

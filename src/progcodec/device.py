@@ -1,6 +1,6 @@
-"""One place for device choice."""
+"""One place for device choice (torch is imported on first use: the CLI starts fast)."""
 
-import torch
+from __future__ import annotations
 
 from .errors import ProgcodecError
 
@@ -9,6 +9,8 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """Turn ``auto|cpu|cuda`` (or a torch device) into a ``torch.device``."""
+    import torch
+
     if isinstance(device, torch.device):
         return device
     name = (device or "auto").lower()

@@ -18,6 +18,10 @@ class WeightsMismatchError(ProgcodecError):
     """The file was encoded with weights other than the ones loaded."""
 
 
+class WeightsNotFoundError(WeightsMismatchError):
+    """No weights with the id in the file's header were found on the search path."""
+
+
 class DeterminismError(ProgcodecError):
     """The decoder's entropy parameters differ from the encoder's.
 
