@@ -106,10 +106,12 @@ def sample_image(width: int = 96, height: int = 64):
 FIELD_FORMATS = {
     "magic": "4s", "version": ">B", "name_len": ">B", "name": None, "digest": "8s",
     "width": ">I", "height": ">I", "num_layers": ">H", "num_checks": ">B",
-    "checks": ">I", "lengths": ">I", "crcs": ">I", "hcrc": ">I",
+    "checks": ">I", "lengths": ">I", "crcs": ">I", "layout": ">B", "ladder_len": ">B", "ladder": ">I",
+    "hcrc": ">I",
 }
-INT_FIELDS = ("version", "name_len", "width", "height", "num_layers", "num_checks")
-ARRAY_FIELDS = ("checks", "lengths", "crcs")
+# layout, ladder_len and ladder exist from format version 2 on
+INT_FIELDS = ("version", "name_len", "width", "height", "num_layers", "num_checks", "layout", "ladder_len")
+ARRAY_FIELDS = ("checks", "lengths", "crcs", "ladder")
 
 
 def header_layout(data: bytes) -> dict[str, tuple[int, int]] | None:
@@ -146,6 +148,12 @@ def header_layout(data: bytes) -> dict[str, tuple[int, int]] | None:
     put("checks", 4 * num_checks)
     put("lengths", 4 * num_layers)
     put("crcs", 4 * num_layers)
+    if data[4] >= 2:
+        put("layout", 1)
+        put("ladder_len", 1)
+        if pos > len(data):
+            return None
+        put("ladder", 4 * data[pos - 1])
     put("hcrc", 4)
     return layout
 
@@ -198,13 +206,16 @@ class Sample:
         assert not pgc.problems, pgc.problems
         return cls(bytes(data), pgc.header, pgc.header_size, tuple(pgc.layers), tuple(pgc.layer_ends))
 
-    def rebuild(self, layers=None, checksums=None, width=None, height=None, model=None, digest=None) -> bytes:
+    def rebuild(self, layers=None, checksums=None, width=None, height=None, model=None, digest=None,
+                preview=None, ladder=None) -> bytes:
         """A file with valid CRCs everywhere, some parts replaced."""
         h = self.header
         return container.build(model or h.model, h.weights_digest if digest is None else digest,
                                width or h.width, height or h.height,
                                list(self.layers if layers is None else layers),
-                               tuple(h.checksums if checksums is None else checksums))
+                               tuple(h.checksums if checksums is None else checksums),
+                               preview=h.preview if preview is None else preview,
+                               ladder=h.ladder if ladder is None else ladder)
 
 
 U32 = (1 << 32) - 1
@@ -286,7 +297,8 @@ def m_truncate_near_boundary(rng, s: Sample, max_side):
 
 
 def _header_field(rng, s: Sample, fix_crc: bool, max_side) -> bytes:
-    name = rng.choice(INT_FIELDS + ARRAY_FIELDS + ("magic", "name", "digest", "hcrc"))
+    present = header_layout(s.data) or {}
+    name = rng.choice([n for n in INT_FIELDS + ARRAY_FIELDS + ("magic", "name", "digest", "hcrc") if n in present])
     if name in INT_FIELDS:
         try:
             current = struct.unpack_from(FIELD_FORMATS[name], s.data, header_layout(s.data)[name][0])[0]
@@ -294,7 +306,7 @@ def _header_field(rng, s: Sample, fix_crc: bool, max_side) -> bytes:
             current = 1
         return set_field(s.data, name, rng.choice(_int_values(name, current, max_side)), fix_crc=fix_crc)
     if name in ARRAY_FIELDS:
-        count = s.header.num_layers if name != "checks" else len(s.header.checksums)
+        count = {"checks": len(s.header.checksums), "ladder": len(s.header.ladder)}.get(name, s.header.num_layers)
         index = rng.randrange(max(count, 1))
         value = rng.choice((0, 1, U32, 1 << 31, rng.randrange(U32 + 1), container.MAX_LAYER_BYTES,
                             container.MAX_LAYER_BYTES + 1, len(s.data)))
@@ -339,7 +351,7 @@ def m_layer_payload_crc(rng, s: Sample, max_side):
     layers = list(s.layers)
     i = rng.randrange(len(layers))
     layers[i] = _mutate_bytes(rng, layers[i])
-    if i == 0 and rng.random() < 0.5:  # keep layer 1's string table consistent, mutate inside a string
+    if i == 0 and not s.header.preview and rng.random() < 0.5:  # keep layer 1's string table, mutate a string
         z, base = container.unpack_strings(s.layers[0], 2)
         z, base = (_mutate_bytes(rng, z), base) if rng.random() < 0.5 else (z, _mutate_bytes(rng, base))
         layers[0] = container.pack_strings([z, base])
@@ -347,7 +359,14 @@ def m_layer_payload_crc(rng, s: Sample, max_side):
 
 
 def m_layer_table_lie_crc(rng, s: Sample, max_side):
-    """Layer 1's string table with lengths that lie (CRCs valid)."""
+    """Layer 1's string table with lengths that lie (CRCs valid); with a preview layer
+    (z and the base in layers of their own) the base layer is cut or padded instead."""
+    if s.header.preview:
+        layers = list(s.layers)
+        if len(layers) > 1:
+            base = layers[1]
+            layers[1] = base[:rng.randrange(len(base) + 1)] if rng.random() < 0.5 else base + rng.randbytes(9)
+        return s.rebuild(layers=layers)
     z, base = container.unpack_strings(s.layers[0], 2)
     lengths = [len(z), len(base)]
     lengths[rng.randrange(2)] = rng.choice((0, 1, U32, len(z) + len(base), rng.randrange(U32 + 1)))

@@ -52,7 +52,7 @@ def test_runner_and_report(image_dir, tmp_path):
         assert all(v > 0 for v in res["encoding_time"] + res["decoding_time"])
 
     ours = entries[0]["results"]
-    assert len(ours["bpp"]) == 10                       # one point per layer of the default vam
+    assert len(ours["bpp"]) == 16                       # one point per layer of the default vam ladder
     assert all(b > a for a, b in zip(ours["bpp"], ours["bpp"][1:]))
     assert len(set(ours["encoding_time"])) == 1         # one encode serves every layer
 
@@ -71,10 +71,10 @@ def test_runner_and_report(image_dir, tmp_path):
     assert len(report["bd_rate"]) == 3
 
     assert result.notes == []
-    assert events[0][0] == "plan" and events[0][1]["total"] == 2 * (10 + 7 + 8)
+    assert events[0][0] == "plan" and events[0][1]["total"] == 2 * (16 + 7 + 8)
     steps = [info for kind, info in events if kind == "step"]
     assert len(steps) == events[0][1]["total"] and steps[-1]["done"] == steps[-1]["total"]
-    assert len(result.previews) == 1 and len(result.previews[0].layers) == 10
+    assert len(result.previews) == 1 and len(result.previews[0].layers) == 16
 
 
 def test_cli_bench_two_models(image_dir, tmp_path):

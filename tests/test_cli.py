@@ -44,7 +44,7 @@ def test_encode_default_output(cli, photo, encoded):
     assert result.stdout == ""
     lines = result.stderr.splitlines()  # one summary line: path, size, layers, bpp, time
     assert len(lines) == 1 and lines[0].startswith(f"wrote {photo.with_suffix('.pgc')}: ")
-    assert f"{len(encoded):,} B" in lines[0] and "10 layers" in lines[0]
+    assert f"{len(encoded):,} B" in lines[0] and "16 layers" in lines[0]
     assert f"{len(encoded) * 8 / (96 * 64):.3f} bpp" in lines[0]
     assert photo.with_suffix(".pgc").read_bytes() == encoded
 
@@ -104,7 +104,7 @@ def test_info_json(cli, pgc, encoded, by_layers):
     meta = json.loads(result.stdout)
     assert {"model", "width", "height", "layers"} <= meta.keys()
     assert (meta["model"], meta["width"], meta["height"]) == ("vam", 96, 64)
-    assert len(meta["layers"]) == 10
+    assert len(meta["layers"]) == 16
     for layer in meta["layers"]:
         assert set(layer) == {"index", "bytes", "cumulative_bytes", "bpp"}
         assert layer["bpp"] == pytest.approx(layer["cumulative_bytes"] * 8 / (96 * 64))
@@ -119,8 +119,8 @@ def test_info_text(cli, pgc):
     result = cli("info", pgc)
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert "vam 96x64" in lines[0] and "10 of 10 layer(s)" in lines[0]
-    assert len(lines) == 11 and lines[1].strip().startswith("layer  1:")
+    assert "vam 96x64" in lines[0] and "16 of 16 layer(s)" in lines[0] and "preview layer" in lines[0]
+    assert len(lines) == 17 and lines[1].strip().startswith("layer  1:")
 
 
 def test_decode_layers(cli, pgc, tmp_path, by_layers):
@@ -242,7 +242,7 @@ def test_corrupt_header_byte(cli, clean_error, tmp_path, encoded):
     clean_error(cli("decode", bad), match="header")
 
 
-@pytest.mark.parametrize("layers", [0, -1, 11, 99])
+@pytest.mark.parametrize("layers", [0, -1, 17, 99])
 def test_impossible_layer_counts(cli, clean_error, listdir, photo, pgc, tmp_path, layers):
     before = listdir(tmp_path)
     clean_error(cli("decode", pgc, "--layers", layers, "-o", tmp_path / "out.png"), match="layers")

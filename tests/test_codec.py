@@ -77,7 +77,8 @@ def test_decode_is_deterministic(coded):
 def test_the_fixture_codec_is_not_trivial(coded):
     """Layers carry bits and change pixels, so the prefix tests below compare something."""
     name, data, by_layers = coded
-    assert len(by_layers) == api.get_model(name).num_layers == 10
+    net = api.get_model(name)
+    assert len(by_layers) == (16 if name == "vam" else len(net.channel_groups))    # the default ladders
     lengths = [layer["bytes"] for layer in progcodec.info(data)["layers"]]
     assert min(lengths) > 0
     assert not np.array_equal(by_layers[0], by_layers[-1])
@@ -111,7 +112,7 @@ def test_truncate_of_a_truncated_file(encoded):
         progcodec.truncate(progcodec.truncate(encoded, 3), 4)
 
 
-@pytest.mark.parametrize("layers", [0, -1, 11])
+@pytest.mark.parametrize("layers", [0, -1, 17])
 def test_truncate_rejects_impossible_layer_counts(encoded, layers):
     with pytest.raises(ProgcodecError):
         progcodec.truncate(encoded, layers)
@@ -160,9 +161,9 @@ def test_junk_before_is_an_error(encoded):
         progcodec.decode(b"\0" + encoded)
 
 
-@pytest.mark.parametrize("layers", [0, -2, 11])
+@pytest.mark.parametrize("layers", [0, -2, 17])
 def test_decode_rejects_impossible_layer_counts(encoded, layers):
-    with pytest.raises(ProgcodecError, match="between 1 and 10"):
+    with pytest.raises(ProgcodecError, match="between 1 and 16"):
         progcodec.decode(encoded, layers=layers)
 
 
@@ -202,9 +203,9 @@ def test_encode_with_k_layers_writes_k_layers(astronaut, coded, k):
     assert np.array_equal(pixels(progcodec.decode(data)), by_layers[k - 1])
 
 
-@pytest.mark.parametrize("k", [0, -1, 11])
+@pytest.mark.parametrize("k", [0, -1, 17])
 def test_encode_rejects_impossible_layer_counts(astronaut, k):
-    with pytest.raises(ProgcodecError, match="between 1 and 10"):
+    with pytest.raises(ProgcodecError, match="between 1 and 16"):
         progcodec.encode(astronaut, layers=k)
 
 
@@ -233,8 +234,9 @@ def test_info(encoded, net, layer_ends):
     meta = progcodec.info(encoded)
     assert meta["model"] == "vam" and (meta["width"], meta["height"]) == (96, 64)
     assert meta["weights"] == net.weights_digest.hex()
-    assert meta["declared_layers"] == 10 and meta["format_version"] == container.FORMAT_VERSION
-    assert [layer["index"] for layer in meta["layers"]] == list(range(1, 11))
+    assert meta["declared_layers"] == 16 and meta["format_version"] == container.FORMAT_VERSION == 2
+    assert meta["preview"] is True and len(meta["ladder"]) == 14
+    assert [layer["index"] for layer in meta["layers"]] == list(range(1, 17))
     assert layer_ends[-1] == len(encoded)
     header_size = container.parse(encoded).header_size
     assert layer_ends[0] == header_size + meta["layers"][0]["bytes"]
@@ -247,7 +249,7 @@ def test_info(encoded, net, layer_ends):
 def test_info_of_a_cut_file_lists_complete_layers(encoded, layer_ends):
     with pytest.warns(ProgcodecWarning):
         meta = progcodec.info(encoded[:layer_ends[3] + 2])
-    assert len(meta["layers"]) == 4 and meta["declared_layers"] == 10
+    assert len(meta["layers"]) == 4 and meta["declared_layers"] == 16
 
 
 # -- weights and model guards -----------------------------------------------------------------------------

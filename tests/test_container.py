@@ -164,9 +164,58 @@ def test_short_or_foreign_data_is_an_error(data):
         parse(data)
 
 
-def test_unknown_version_is_an_error(fuzzlib, sample):
-    with pytest.raises(ContainerError, match="version 2"):
-        parse(fuzzlib.set_field(sample.data, "version", 2))
+@pytest.mark.parametrize("version", [0, 3, 255])
+def test_unknown_version_is_an_error(fuzzlib, sample, version):
+    with pytest.raises(ContainerError, match=f"version {version} .this build reads 1, 2"):
+        parse(fuzzlib.set_field(sample.data, "version", version))
+
+
+def _version1(model, digest, width, height, layers, checksums) -> bytes:
+    """A version-1 file as that format wrote it: no layout byte, no ladder."""
+    head = b"".join([MAGIC, struct.pack(">BB", 1, len(model)), model.encode(), digest,
+                     struct.pack(">IIH", width, height, len(layers)),
+                     struct.pack(f">B{len(checksums)}I", len(checksums), *checksums),
+                     struct.pack(f">{len(layers)}I", *map(len, layers)),
+                     struct.pack(f">{len(layers)}I", *map(zlib.crc32, layers))])
+    return head + struct.pack(">I", zlib.crc32(head)) + b"".join(layers)
+
+
+def test_version_1_files_still_parse():
+    data = _version1("vam", DIGEST, 97, 31, LAYERS, CHECKS)
+    pgc = parse(data)
+    h = pgc.header
+    assert (h.version, h.preview, h.ladder) == (1, False, ())
+    assert pgc.layers == LAYERS and h.checksums == CHECKS
+    assert prefix(data, 2) == data[:pgc.layer_ends[1]]
+    assert parse(prefix(data, 2)).header.version == 1   # a cut file keeps its version
+
+
+@pytest.mark.parametrize("preview, ladder", [(False, ()), (True, ()), (True, (1, 2, 1 << 24)), (False, (5,) * 64)])
+def test_version_2_layout_and_ladder_round_trip(preview, ladder):
+    data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=preview, ladder=ladder)
+    h = parse(data).header
+    assert (h.version, h.preview, h.ladder) == (2, preview, ladder)
+    assert parse(data).header_size == container.header_size("vam", len(LAYERS), len(CHECKS), len(ladder))
+
+
+def test_a_bad_layout_byte_or_ladder_is_refused(fuzzlib):
+    data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=True, ladder=(1, 2))
+    with pytest.raises(ContainerError, match="layout"):
+        parse(fuzzlib.set_field(data, "layout", 2))
+    with pytest.raises(ContainerError):
+        parse(fuzzlib.set_field(data, "ladder_len", MAX_LAYERS + 1))
+    with pytest.raises(ContainerError):
+        build("vam", DIGEST, 97, 31, LAYERS, CHECKS, ladder=(1,) * (MAX_LAYERS + 1))
+
+
+def test_prefix_within_a_byte_budget():
+    data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS)
+    ends = parse(data).layer_ends
+    for budget in (ends[0], ends[0] + 1, ends[3] - 1, ends[3], len(data), len(data) + 100):
+        cut = container.prefix_within(data, budget)
+        assert len(cut) <= budget and len(cut) == max(e for e in ends if e <= budget)
+    with pytest.raises(ContainerError, match="no whole-layer prefix fits in"):
+        container.prefix_within(data, ends[0] - 1)
 
 
 @pytest.mark.parametrize("field, value", [

@@ -78,13 +78,16 @@ def test_header_helpers_round_trip(fuzzlib, vam_sample):
     assert fuzzlib.Sample.of(vam_sample.rebuild()).data == data
 
 
-def test_every_mutator_on_a_real_file(fuzzlib, vam_sample):
-    """Each mutator, a few seeds each: deterministic coverage of every kind of damage."""
+@pytest.mark.parametrize("layout", ["preview", "trained"])
+def test_every_mutator_on_a_real_file(fuzzlib, vam_sample, astronaut, layout):
+    """Each mutator, a few seeds each: deterministic coverage of every kind of damage,
+    on the default file (preview layer, 16 layers) and on the version-1 layer layout."""
+    sample = vam_sample if layout == "preview" else fuzzlib.Sample.of(progcodec.encode(astronaut, ladder="trained"))
     report = fuzzlib.Report()
     started = time.perf_counter()
     for name, (_, mutator) in fuzzlib.MUTATORS.items():
         for i in range(5):
-            data = mutator(random.Random(f"mutator:{name}:{i}"), vam_sample, MAX_SIDE)
+            data = mutator(random.Random(f"mutator:{name}:{i}"), sample, MAX_SIDE)
             assert isinstance(data, bytes)
             report.add(f"{name}:{i}", name, fuzzlib.run_case(data, _decode, TIME_LIMIT))
     _assert_clean(report)
@@ -124,14 +127,22 @@ def test_every_truncation_offset_of_a_real_file_parses_consistently(vam_sample):
         assert len(meta["layers"]) == sum(1 for e in ends if e <= n)
 
 
-def test_hostile_layers_behind_valid_crcs_decode_or_fail_cleanly(fuzzlib, vam_sample):
+@pytest.mark.parametrize("preview", [True, False])
+def test_hostile_layers_behind_valid_crcs_decode_or_fail_cleanly(fuzzlib, astronaut, net, preview):
     """The rANS decoders see attacker-chosen bytes: empty, all-zero, all-ones, oversized strings."""
-    sample = vam_sample
-    z, base = container.unpack_strings(sample.layers[0], 2)
+    sample = fuzzlib.Sample.of(progcodec.encode(astronaut, ladder=10, preview=preview))
+    if preview:
+        z, base = sample.layers[0], sample.layers[1]
+        head = lambda z, base: [z, base]  # noqa: E731
+        rest = list(sample.layers[2:])
+    else:
+        z, base = container.unpack_strings(sample.layers[0], 2)
+        head = lambda z, base: [container.pack_strings([z, base])]  # noqa: E731
+        rest = list(sample.layers[1:])
     variants = []
     for blob in (b"", b"\0" * 64, b"\xff" * 64, b"\xff" * 4096, bytes(range(256)) * 8):
-        variants.append([container.pack_strings([blob, base])] + list(sample.layers[1:]))
-        variants.append([container.pack_strings([z, blob])] + list(sample.layers[1:]))
+        variants.append(head(blob, base) + rest)
+        variants.append(head(z, blob) + rest)
         variants.append(list(sample.layers[:3]) + [blob] + list(sample.layers[4:]))
         variants.append(list(sample.layers[:-1]) + [blob])
     report = fuzzlib.Report()

@@ -56,21 +56,51 @@ def _check_layers(layers: int | None, available: int, what: str) -> int:
     return int(layers)
 
 
-def encode(image, model="vam", layers: int | None = None, device: str = "auto") -> bytes:
+def file_ladder(net, ladder=None, preview: bool | None = None) -> tuple[tuple[int, ...], bool]:
+    """(header ladder, preview) for a new file.
+
+    ``ladder``: None, the model's default (vam: 16 layers with a preview); an
+    int N, N layers spread from the first layer to the full file; "trained",
+    the schedule the weights were trained with (the version-1 ladder); or the
+    model's own values (vam: cumulative residual shares in (0, 1]; progdtd:
+    rising channel counts). ``preview`` defaults to on where the model has one.
+    """
+    if preview is None:
+        preview = net.name == "vam" and ladder != "trained"
+    try:
+        if ladder == "trained":
+            return (), bool(preview)
+        if ladder is None or isinstance(ladder, int):
+            return tuple(net.ladder(ladder, preview=bool(preview))), bool(preview)
+        values = [float(v) for v in ladder]
+        if net.name == "vam":
+            from .coding.ranking import schedule_to_ladder
+
+            return schedule_to_ladder(values), bool(preview)
+        return tuple(net.groups([int(v) for v in values])), bool(preview)
+    except ValueError as e:
+        raise ProgcodecError(f"bad ladder: {e}") from None
+
+
+def encode(image, model="vam", layers: int | None = None, device: str = "auto",
+           ladder=None, preview: bool | None = None) -> bytes:
     """Compress an image (path, bytes, PIL image or uint8 array) into ``.pgc`` bytes.
 
-    ``layers`` keeps only the first K layers (layer 1 is the base layer).
-    ``model`` is a model name, a weights path or an already loaded model.
+    ``layers`` keeps only the first K layers; ``ladder`` and ``preview`` choose
+    them (see :func:`file_ladder`). ``model`` is a model name, a weights path
+    or an already loaded model.
     """
     from .image import load_image, pad, to_tensor
 
     net = _model(model, device)
-    layers = _check_layers(layers, net.num_layers, f"{net.name} writes {net.num_layers} layers")
+    header_ladder, preview = file_ladder(net, ladder, preview)
+    count = net.layer_count(header_ladder, preview)
+    layers = _check_layers(layers, count, f"this {net.name} ladder has {count} layers")
     im = load_image(image)
     x = to_tensor(im).to(next(net.parameters()).device)
-    out = net.compress(pad(x, net.stride))
+    out = net.compress(pad(x, net.stride), ladder=header_ladder, preview=preview)
     return container.build(net.name, net.weights_digest, im.width, im.height,
-                           out["layers"][:layers], out["checksums"])
+                           out["layers"][:layers], out["checksums"], preview=preview, ladder=header_ladder)
 
 
 def _parse(data: bytes) -> container.PgcFile:
@@ -105,11 +135,16 @@ def decode(data: bytes, layers: int | None = None, model=None, device: str = "au
         raise WeightsMismatchError(
             f"file was encoded with {header.model} weights {header.weights_digest.hex()}, "
             f"but the loaded weights are {net.name} {net.weights_digest.hex()}")
-    if header.num_layers > net.num_layers or len(header.checksums) != net.num_checksums:
+    try:
+        count = net.layer_count(header.ladder, header.preview)
+    except ValueError:
+        raise ProgcodecError("corrupt header (its ladder does not fit the model)") from None
+    if header.num_layers > count or len(header.checksums) != net.num_checksums:
         raise ProgcodecError("corrupt header (layer or checksum count does not fit the model)")
     layers = _check_layers(layers, len(pgc.layers), f"the file holds {len(pgc.layers)} complete layer(s)")
     ph, pw = padded_size(header.height, header.width, net.stride)
-    x_hat = net.decompress(pgc.layers[:layers], (ph // net.latent_stride, pw // net.latent_stride), header.checksums)
+    x_hat = net.decompress(pgc.layers[:layers], (ph // net.latent_stride, pw // net.latent_stride), header.checksums,
+                           ladder=header.ladder, preview=header.preview)
     return to_pil(crop(x_hat, header.height, header.width))
 
 
@@ -125,11 +160,26 @@ def info(data: bytes) -> dict:
         layers.append({"index": i, "bytes": length, "cumulative_bytes": end, "bpp": end * 8 / pixels})
     return {
         "model": header.model, "width": header.width, "height": header.height,
-        "weights": header.weights_digest.hex(), "format_version": container.FORMAT_VERSION,
+        "weights": header.weights_digest.hex(), "format_version": header.version,
         "declared_layers": header.num_layers, "layers": layers,
+        "preview": header.preview, "ladder": list(header.ladder) or "trained",
     }
 
 
-def truncate(data: bytes, layers: int) -> bytes:
-    """The first ``layers`` layers of a file, itself a valid ``.pgc`` file."""
-    return container.prefix(data, layers)
+def truncate(data: bytes, layers: int | None = None, max_bytes: int | None = None,
+             max_bpp: float | None = None) -> bytes:
+    """A whole-layer prefix of a file, itself a valid ``.pgc`` file: the first
+    ``layers`` layers, or the most layers that fit in ``max_bytes`` bytes (or
+    ``max_bpp`` bits per pixel). Exactly one of the three."""
+    if sum(v is not None for v in (layers, max_bytes, max_bpp)) != 1:
+        raise ProgcodecError("truncate takes exactly one of layers, max_bytes, max_bpp")
+    if layers is not None:
+        return container.prefix(data, layers)
+    if max_bpp is not None:
+        header, _ = container.parse_header(data)
+        if not max_bpp > 0:
+            raise ProgcodecError(f"--bpp must be positive, got {max_bpp}")
+        max_bytes = int(max_bpp * header.width * header.height / 8)
+    if max_bytes < 0:
+        raise ProgcodecError(f"--bytes must not be negative, got {max_bytes}")
+    return container.prefix_within(data, int(max_bytes))

@@ -174,6 +174,26 @@ def _default_output(source: str, suffix: str) -> str:
     return str(Path(source).with_suffix(suffix))
 
 
+def _ladder_option(value: str | None):
+    if value is None or value == "trained":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a layer count nor 'trained'", param_hint="--ladder") from None
+
+
+def _byte_count(value: str) -> int:
+    """'4711', '4k' (x1000), '16KiB' (x1024), '2M'..."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(k|kb|kib|m|mb|mib)?\s*", value.lower())
+    if not m:
+        raise click.BadParameter(f"{value!r} is not a byte count (e.g. 4711, 4k, 16KiB)", param_hint="--bytes")
+    scale = {None: 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 10**6, "mb": 10**6, "mib": 2**20}[m.group(2)]
+    return int(float(m.group(1)) * scale)
+
+
 FORCE_OPTION = click.option("-f", "--force", is_flag=True, help="Replace OUTPUT if it exists (never the input).")
 QUIET_OPTION = click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
 
@@ -182,11 +202,16 @@ QUIET_OPTION = click.option("-q", "--quiet", is_flag=True, help="No summary line
 @click.argument("image", type=str)
 @click.option("-o", "--output", default=None, help="Output .pgc file ('-' for stdout). Default: IMAGE with .pgc.")
 @click.option("--model", default="vam", show_default=True, help="Model name, or a .safetensors weights file.")
-@click.option("--layers", type=int, default=None, help="Keep only the first K layers (layer 1 is the base). Default: all.")
+@click.option("--ladder", default=None, metavar="N|trained",
+              help="Layers in the file: N (vam 3-64 with a preview, 2-64 without; progdtd 1-64), spaced for similar "
+                   "quality steps, or 'trained' for the weights' own schedule. Default: vam 16, progdtd 8.")
+@click.option("--preview/--no-preview", default=None,
+              help="vam: layer 1 is a ~400-byte preview (z alone). Default: on for vam.")
+@click.option("--layers", type=int, default=None, help="Keep only the first K layers. Default: all.")
 @FORCE_OPTION
 @QUIET_OPTION
 @DEVICE_OPTION
-def encode(image, output, model, layers, force, quiet, device):
+def encode(image, output, model, ladder, preview, layers, force, quiet, device):
     """Compress IMAGE (any format Pillow reads, '-' for stdin) into a .pgc file.
 
     An existing output file is never replaced without --force.
@@ -199,7 +224,8 @@ def encode(image, output, model, layers, force, quiet, device):
     _check_output(out, image, force)
     started = time.monotonic()
     source = _read_input(image) if image == "-" else image
-    data = api.encode(source, model=model, layers=layers, device=device)
+    data = api.encode(source, model=model, layers=layers, device=device, ladder=_ladder_option(ladder),
+                      preview=preview)
     _write_output(out, data, image, force)
     meta = api.info(data)
     _report(quiet, f"wrote {'stdout' if out == '-' else out}: {_size(len(data))}, {len(meta['layers'])} layers, "
@@ -271,8 +297,15 @@ def info(file, as_json):
     if as_json:
         click.echo(json.dumps(meta))
         return
+    if meta["ladder"] == "trained":
+        ladder = "trained ladder"
+    elif meta["model"] == "vam":   # cumulative residual shares, stored in units of 2**-24
+        ladder = "residual shares " + ",".join(f"{q / 2**24:.3g}" for q in meta["ladder"])
+    else:
+        ladder = "channels " + ",".join(map(str, meta["ladder"]))
     click.echo(f"{file}: {meta['model']} {meta['width']}x{meta['height']}, "
-               f"{len(meta['layers'])} of {meta['declared_layers']} layer(s), weights {meta['weights']}")
+               f"{len(meta['layers'])} of {meta['declared_layers']} layer(s), weights {meta['weights']}, "
+               f"format {meta['format_version']}, {'preview layer, ' if meta['preview'] else ''}{ladder}")
     for layer in meta["layers"]:
         click.echo(f"  layer {layer['index']:2d}: {layer['bytes']:8d} B, ends at {layer['cumulative_bytes']:8d} B, "
                    f"{layer['bpp']:.4f} bpp")
@@ -280,16 +313,25 @@ def info(file, as_json):
 
 @main.command()
 @click.argument("file", type=str)
-@click.option("--layers", type=int, required=True, help="Number of layers to keep.")
+@click.option("--layers", type=int, default=None, help="Number of layers to keep.")
+@click.option("--bytes", "max_bytes", default=None, metavar="N",
+              help="Keep the most whole layers that fit in N bytes (4711, 4k, 16KiB).")
+@click.option("--bpp", "max_bpp", type=float, default=None, help="Keep the most whole layers within this bpp.")
 @click.option("-o", "--output", required=True, help="Output .pgc file ('-' for stdout).")
 @FORCE_OPTION
 @QUIET_OPTION
-def truncate(file, layers, output, force, quiet):
-    """Keep the first L layers of a .pgc FILE: a smaller, valid .pgc file."""
+def truncate(file, layers, max_bytes, max_bpp, output, force, quiet):
+    """Keep a whole-layer prefix of a .pgc FILE: a smaller, valid .pgc file.
+
+    Say how much with exactly one of --layers, --bytes or --bpp; nothing is re-encoded.
+    """
     from . import api
 
+    if sum(v is not None for v in (layers, max_bytes, max_bpp)) != 1:
+        raise click.UsageError("give exactly one of --layers, --bytes, --bpp")
     _check_output(output, file, force)
-    data = api.truncate(_read_input(file), layers)
+    data = api.truncate(_read_input(file), layers=layers,
+                        max_bytes=None if max_bytes is None else _byte_count(max_bytes), max_bpp=max_bpp)
     _write_output(output, data, file, force)
     meta = api.info(data)
     _report(quiet, f"wrote {'stdout' if output == '-' else output}: {_size(len(data))}, "
@@ -348,8 +390,10 @@ def weights_add(file, quiet):
               help="Comma-separated Pillow codecs to compare with ('none' for none); missing ones are skipped.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch (1 is fastest while another job keeps the cores busy).")
+@click.option("--ladder", default=None, metavar="N|trained", help="Our files' layers, as for encode.")
+@click.option("--preview/--no-preview", default=None, help="vam: a preview layer first, as for encode.")
 @DEVICE_OPTION
-def bench(directory, outdir, models, limit, baselines, threads, device):
+def bench(directory, outdir, models, limit, baselines, threads, ladder, preview, device):
     """Rate-distortion benchmark of our model(s) on the images in DIRECTORY.
 
     Each image is encoded once and decoded from every prefix of its layers
@@ -387,7 +431,8 @@ def bench(directory, outdir, models, limit, baselines, threads, device):
             progress.console.log(f"note: {info['message']}")
 
     with progress:
-        result = bench_pkg.run_bench(images, models=models, baselines=names, device=device, on_event=on_event)
+        result = bench_pkg.run_bench(images, models=models, baselines=names, device=device, on_event=on_event,
+                                     ladder=_ladder_option(ladder), preview=preview)
     report = bench_pkg.write_report(result, outdir)
 
     out = Console()

@@ -12,11 +12,16 @@ Layout (all integers big-endian)::
     checks    B + I*n            determinism checksums (what the decoder must reproduce)
     lengths   I*layers           byte length of each layer
     crcs      I*layers           CRC32 of each layer
+    layout    B                  (version 2) bit 0: layer 1 is a preview (z alone)
+    ladder    B + I*n            (version 2) the model's ladder: vam's cumulative residual
+                                 shares in units of 2**-24, progdtd's channel counts;
+                                 n = 0: the model's default ladder
     hcrc      I                  CRC32 of every header byte before it
     payload   layer 1 | layer 2 | ...
 
-A prefix of the file that ends on a layer boundary is a valid file with fewer
-layers: the header stays as written and the parser counts complete layers.
+Version 1 files (no layout, no ladder: the default ladder, no preview) still
+parse. A prefix of the file that ends on a layer boundary is a valid file with
+fewer layers: the header stays as written and the parser counts complete layers.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ from dataclasses import dataclass, field
 from .errors import ContainerError
 
 MAGIC = b"\x89PGC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+LAYOUT_PREVIEW = 1
 MAX_NAME = 32
 MAX_LAYERS = 64
 MAX_CHECKSUMS = 8
@@ -46,6 +53,9 @@ class Header:
     checksums: tuple[int, ...]
     layer_lengths: tuple[int, ...]
     layer_crcs: tuple[int, ...]
+    preview: bool = False
+    ladder: tuple[int, ...] = ()      # () : the model's default ladder
+    version: int = FORMAT_VERSION
 
     @property
     def num_layers(self) -> int:
@@ -70,7 +80,7 @@ class PgcFile:
 
 
 def _check_header_fields(model: str, digest: bytes, width: int, height: int,
-                         checksums, lengths, crcs) -> None:
+                         checksums, lengths, crcs, ladder=()) -> None:
     if not model or not model.isascii() or len(model) > MAX_NAME:
         raise ContainerError(f"model name must be 1..{MAX_NAME} ASCII bytes")
     if len(digest) != 8:
@@ -83,14 +93,22 @@ def _check_header_fields(model: str, digest: bytes, width: int, height: int,
         raise ContainerError(f"too many checksums ({len(checksums)})")
     if any(not 0 <= n <= MAX_LAYER_BYTES for n in lengths):
         raise ContainerError("implausible layer length")
+    if len(ladder) > MAX_LAYERS or any(not 0 <= v < 1 << 32 for v in ladder):
+        raise ContainerError("implausible ladder")
+
+
+def header_size(model: str, num_layers: int, num_checksums: int, ladder_len: int) -> int:
+    """Bytes of a version-2 header: what a rate target must leave room for."""
+    return 4 + 2 + len(model) + 8 + 10 + 1 + 4 * num_checksums + 8 * num_layers + 1 + 1 + 4 * ladder_len + 4
 
 
 def build(model: str, weights_digest: bytes, width: int, height: int,
-          layers: list[bytes], checksums=()) -> bytes:
-    """Serialise a header and its layers into one ``.pgc`` file."""
+          layers: list[bytes], checksums=(), preview: bool = False, ladder=()) -> bytes:
+    """Serialise a header and its layers into one (version 2) ``.pgc`` file."""
     lengths = [len(b) for b in layers]
     crcs = [zlib.crc32(b) for b in layers]
-    _check_header_fields(model, weights_digest, width, height, checksums, lengths, crcs)
+    ladder = tuple(int(v) for v in ladder)
+    _check_header_fields(model, weights_digest, width, height, checksums, lengths, crcs, ladder)
     name = model.encode("ascii")
     head = b"".join([
         MAGIC,
@@ -100,6 +118,7 @@ def build(model: str, weights_digest: bytes, width: int, height: int,
         struct.pack(f">B{len(checksums)}I", len(checksums), *checksums),
         struct.pack(f">{len(layers)}I", *lengths),
         struct.pack(f">{len(layers)}I", *crcs),
+        struct.pack(f">BB{len(ladder)}I", LAYOUT_PREVIEW if preview else 0, len(ladder), *ladder),
     ])
     return head + struct.pack(">I", zlib.crc32(head)) + b"".join(layers)
 
@@ -128,8 +147,9 @@ def parse_header(data: bytes) -> tuple[Header, int]:
     r = _Reader(data)
     r.take(len(MAGIC))
     version, name_len = r.unpack(">BB")
-    if version != FORMAT_VERSION:
-        raise ContainerError(f"unsupported .pgc format version {version} (this build reads {FORMAT_VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise ContainerError(f"unsupported .pgc format version {version} "
+                             f"(this build reads {', '.join(map(str, READABLE_VERSIONS))})")
     if not 1 <= name_len <= MAX_NAME:
         raise ContainerError("corrupt header (model name length)")
     name = r.take(name_len)
@@ -141,6 +161,12 @@ def parse_header(data: bytes) -> tuple[Header, int]:
     checksums = r.unpack(f">{num_checks}I")
     lengths = r.unpack(f">{num_layers}I")
     crcs = r.unpack(f">{num_layers}I")
+    layout, ladder = 0, ()
+    if version >= 2:
+        layout, ladder_len = r.unpack(">BB")
+        if layout & ~LAYOUT_PREVIEW or ladder_len > MAX_LAYERS:
+            raise ContainerError("corrupt header (layout or ladder)")
+        ladder = r.unpack(f">{ladder_len}I")
     (header_crc,) = r.unpack(">I")
     if zlib.crc32(data[:r.pos - 4]) != header_crc:
         raise ContainerError("corrupt header (CRC mismatch)")
@@ -148,8 +174,9 @@ def parse_header(data: bytes) -> tuple[Header, int]:
         model = name.decode("ascii")
     except UnicodeDecodeError:
         raise ContainerError("corrupt header (model name)") from None
-    _check_header_fields(model, digest, width, height, checksums, lengths, crcs)
-    return Header(model, digest, width, height, tuple(checksums), tuple(lengths), tuple(crcs)), r.pos
+    _check_header_fields(model, digest, width, height, checksums, lengths, crcs, ladder)
+    return Header(model, digest, width, height, tuple(checksums), tuple(lengths), tuple(crcs),
+                  bool(layout & LAYOUT_PREVIEW), tuple(ladder), version), r.pos
 
 
 def parse(data: bytes) -> PgcFile:
@@ -181,6 +208,16 @@ def parse(data: bytes) -> PgcFile:
         reason = result.problems[0] if result.problems else "file holds no complete layer"
         raise ContainerError(reason.split(";")[0])
     return result
+
+
+def prefix_within(data: bytes, max_bytes: int) -> bytes:
+    """The longest whole-layer prefix of at most ``max_bytes`` bytes (a valid file)."""
+    pgc = parse(data)
+    fitting = [k for k, end in enumerate(pgc.layer_ends[:len(pgc.layers)], start=1) if end <= max_bytes]
+    if not fitting:
+        raise ContainerError(f"no whole-layer prefix fits in {max_bytes} bytes: "
+                             f"layer 1 ends at byte {pgc.layer_ends[0]}")
+    return bytes(data[:pgc.layer_ends[fitting[-1] - 1]])
 
 
 def prefix(data: bytes, num_layers: int) -> bytes:

@@ -126,8 +126,11 @@ def _warm_up(net, device) -> None:
 
 
 def run_bench(images, models=("vam",), baselines=ALL_BASELINES, device="auto",
-              reference: bool = True, preview_index: int = 0, on_event=None) -> BenchResult:
+              reference: bool = True, preview_index: int = 0, on_event=None,
+              ladder=None, preview: bool | None = None) -> BenchResult:
     """Benchmark ``models`` (names or weights paths) and ``baselines`` on ``images`` (paths).
+
+    ``ladder`` and ``preview`` choose our files' layers as in ``progcodec.encode``.
 
     ``baselines`` are names (those this Pillow build lacks are skipped with a
     note) or ``Baseline`` objects. Our models: each image is encoded once,
@@ -155,7 +158,9 @@ def run_bench(images, models=("vam",), baselines=ALL_BASELINES, device="auto",
 
     nets = [api.get_model(str(m), str(dev)) for m in models]
     names = _unique([entry_name(str(m)) for m in models])
-    total = len(paths) * (sum(net.num_layers for net in nets) + sum(len(b.ladder) for b in baselines))
+    ladders = [api.file_ladder(net, ladder, preview) for net in nets]
+    counts = [net.layer_count(*lp) for net, lp in zip(nets, ladders)]
+    total = len(paths) * (sum(counts) + sum(len(b.ladder) for b in baselines))
     emit("plan", {"total": total})
     done = 0
 
@@ -171,7 +176,7 @@ def run_bench(images, models=("vam",), baselines=ALL_BASELINES, device="auto",
         pixels = im.width * im.height
         for slot, (net, name) in enumerate(zip(nets, names)):
             row = _empty_metrics()
-            data, enc_time = _timed(dev, api.encode, im, model=net, device=dev)
+            data, enc_time = _timed(dev, api.encode, im, model=net, device=dev, ladder=ladder, preview=preview)
             layers = api.info(data)["layers"]
             if index == preview_index:
                 previews[slot] = LayerPreview(name, path.name, im)
@@ -206,14 +211,16 @@ def run_bench(images, models=("vam",), baselines=ALL_BASELINES, device="auto",
             theirs[baseline.name][path.name] = row
 
     entries = []
-    for net, name, model in zip(nets, names, models):
+    for net, name, model, count, (file_ladder, file_preview) in zip(nets, names, models, counts, ladders):
         entries.append({
             "name": name,
             "description": (f"progcodec {net.name}" + ("" if str(model) == net.name else f" ({model})")
                             + f", weights {net.weights_digest.hex()}: one encode, "
-                            f"decoded from each of its {net.num_layers} layer prefixes; bpp of the real file "
+                            f"decoded from each of its {count} layer prefixes"
+                            f"{' (layer 1: preview)' if file_preview else ''}, ladder "
+                            f"{list(file_ladder) or 'trained'}; bpp of the real file "
                             f"prefix, header included; device {dev.type}"),
-            "results": _mean_points(ours[name], net.num_layers),
+            "results": _mean_points(ours[name], count),
         })
     for baseline in baselines:
         ladder = ", ".join(baseline.setting(i) for i in range(len(baseline.ladder)))

@@ -89,28 +89,36 @@ class RankedResidualLatentCodec(nn.Module):
         self._params64 = Float64Path(self.residual_params)
         self._coder = GaussianSymbolCoder(self.gaussian_conditional)
 
-    def _parameters64(self, y_hat_base, hyper_features):
+    def _parameters64(self, y_hat_base, hyper_features, schedule=None):
         if self._params64 is None:
             self.prepare_inference()
         scales, means = self._params64(hyper_features, y_hat_base).chunk(2, 1)
         indexes = self._coder.indexes(scales)
-        return means, indexes, chunk_positions(indexes, self.schedule)
+        return means, indexes, chunk_positions(indexes, schedule or self.schedule)
 
-    def compress(self, y_top, y_hat_base, hyper_features):
-        """One rANS string per chunk. ``y_hat_base``/``hyper_features`` are float64."""
-        means, indexes, chunks = self._parameters64(y_hat_base, hyper_features)
+    def mean_fill64(self, y_base_mean, hyper_features):
+        """:meth:`mean_fill` on the float64 path (decoding the preview layer)."""
+        if self._params64 is None:
+            self.prepare_inference()
+        _, means = self._params64(hyper_features, y_base_mean).chunk(2, 1)
+        return y_base_mean + means
+
+    def compress(self, y_top, y_hat_base, hyper_features, schedule=None):
+        """One rANS string per chunk of ``schedule`` (default: the trained one).
+        ``y_hat_base``/``hyper_features`` are float64."""
+        means, indexes, chunks = self._parameters64(y_hat_base, hyper_features, schedule)
         symbols = quantize_symbols(y_top - y_hat_base, means).reshape(-1)
         flat_indexes = indexes.reshape(-1)
         strings = [self._coder.encode(symbols[pos], flat_indexes[pos]) for pos in chunks]
         return {"strings": strings, "indexes": indexes}
 
-    def decompress(self, strings, y_hat_base, hyper_features, checksum=None):
+    def decompress(self, strings, y_hat_base, hyper_features, checksum=None, schedule=None):
         """``r_hat`` from the first ``len(strings)`` chunks, mean-filled elsewhere.
 
         ``checksum`` is the encoder's CRC of the residual index map; on a
         mismatch no residual bit is read.
         """
-        means, indexes, chunks = self._parameters64(y_hat_base, hyper_features)
+        means, indexes, chunks = self._parameters64(y_hat_base, hyper_features, schedule)
         verify_checksum(indexes, checksum, "residual scale indexes")
         r_hat = means.clone().reshape(-1)
         flat_means, flat_indexes = means.reshape(-1), indexes.reshape(-1)

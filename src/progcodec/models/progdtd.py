@@ -127,29 +127,66 @@ class ProgDTD(ProgressiveModel):
             self.prepare_inference()
         return self._coder.indexes(self._h_s64(z_hat))
 
-    def _group_bounds(self):
-        return list(zip((0,) + self.channel_groups[:-1], self.channel_groups))
+    # -- ladders: the channel count at the end of each layer ---------------
+    def ladder(self, num_layers: int | None = None, preview: bool = False) -> tuple[int, ...]:
+        """Channel counts for ``num_layers`` layers (None: the trained groups), up to the
+        trained maximum, spaced like the trained groups (fine first)."""
+        if preview:
+            raise ValueError("progdtd has no preview layer (its z alone carries no image)")
+        if num_layers is None:
+            return self.channel_groups
+        top = self.channel_groups[-1]
+        if not 1 <= int(num_layers) <= min(64, top):
+            raise ValueError(f"a progdtd ladder has 1 to {min(64, top)} layers, not {num_layers}")
+        n = int(num_layers)
+        # geometric from 1/24 of the channels to all of them, made strictly rising within [1, top]
+        counts = [round(top * (1 / 24) ** (1 - k / (n - 1))) if n > 1 else top for k in range(n)]
+        counts[-1] = top
+        for i in range(n - 2, -1, -1):
+            counts[i] = min(counts[i], counts[i + 1] - 1)
+        for i in range(n):
+            counts[i] = max(counts[i], i + 1 if i == 0 else counts[i - 1] + 1)
+        return tuple(self.groups(counts))
+
+    def groups(self, ladder=()) -> tuple[int, ...]:
+        """Channel counts from a header ladder; () is the trained groups (version-1 files)."""
+        if not ladder:
+            return self.channel_groups
+        ladder = tuple(int(c) for c in ladder)
+        if ladder[0] < 1 or ladder[-1] > self.M or any(b <= a for a, b in zip(ladder, ladder[1:])):
+            raise ValueError(f"channel counts must rise strictly, from 1 up to at most M={self.M}")
+        return ladder
+
+    def layer_count(self, ladder=(), preview: bool = False) -> int:
+        return len(self.groups(ladder))
+
+    def _group_bounds(self, ladder=()):
+        groups = self.groups(ladder)
+        return list(zip((0,) + groups[:-1], groups))
 
     @torch.no_grad()
-    def compress(self, x: torch.Tensor) -> dict:
+    def compress(self, x: torch.Tensor, ladder=(), preview: bool = False) -> dict:
+        if preview:
+            raise ValueError("progdtd has no preview layer")
         y = self.g_a(x)
         z = self.h_a(torch.abs(y))
         z_string, z_hat, z_check = self.code_hyper_latent(z)
         indexes = self._indexes(z_hat)
         symbols = torch.round(y.double().cpu())
-        strings = [self._coder.encode(symbols[:, a:b], indexes[:, a:b]) for a, b in self._group_bounds()]
+        strings = [self._coder.encode(symbols[:, a:b], indexes[:, a:b]) for a, b in self._group_bounds(ladder)]
         return {"layers": [pack_strings([z_string, strings[0]])] + strings[1:],
                 "checksums": [z_check, tensor_checksum(indexes)]}
 
     @torch.no_grad()
-    def decompress(self, layers: list[bytes], latent_size: tuple[int, int], checksums=None) -> torch.Tensor:
+    def decompress(self, layers: list[bytes], latent_size: tuple[int, int], checksums=None,
+                   ladder=(), preview: bool = False) -> torch.Tensor:
         z_check, y_check = checksums if checksums else (None, None)
         z_string, first = unpack_strings(layers[0], 2)
         z_hat = self.decode_hyper_latent(z_string, latent_size, z_check)
         indexes = self._indexes(z_hat)
         verify_checksum(indexes, y_check, "y scale indexes")
         y_hat = torch.zeros(indexes.shape, dtype=torch.float64)  # unsent channels stay zero
-        for string, (a, b) in zip([first] + list(layers[1:]), self._group_bounds()):
+        for string, (a, b) in zip([first] + list(layers[1:]), self._group_bounds(ladder)):
             y_hat[:, a:b] = self._coder.decode(string, indexes[:, a:b])
         device = next(self.g_s.parameters()).device
         return self.g_s(y_hat.float().to(device)).clamp_(0, 1)

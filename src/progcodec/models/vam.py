@@ -20,10 +20,14 @@ from ..coding.gaussian import (
     Float64Path, GaussianSymbolCoder, quantize_symbols, tensor_checksum, ste_round, verify_checksum,
 )
 from ..coding.ranked_residual import RankedResidualLatentCodec
-from ..coding.ranking import DEFAULT_SCHEDULE
+from ..coding.ranking import DEFAULT_SCHEDULE, even_quality_schedule, ladder_to_schedule, schedule_to_ladder
 from ..container import pack_strings, unpack_strings
 from .base import ProgressiveModel, bits
 from .transforms import analysis_trunk, conv, hyper_analysis, hyper_synthesis, synthesis, transform_precision
+
+
+# New files: a preview layer (z alone), the base, then 14 residual chunks.
+DEFAULT_LAYERS = 16
 
 
 class VarianceAwareMasking(ProgressiveModel):
@@ -131,8 +135,29 @@ class VarianceAwareMasking(ProgressiveModel):
         scales_b, means_b = hyper.chunk(2, 1)
         return hyper, means_b, self._base_coder.indexes(scales_b)
 
+    # -- ladders: which residual shares end each layer ---------------------
+    def ladder(self, num_layers: int | None = None, preview: bool = True) -> tuple[int, ...]:
+        """The header ladder for a file of ``num_layers`` layers (None: the default,
+        DEFAULT_LAYERS), chunks spaced for similar quality steps."""
+        num_layers = DEFAULT_LAYERS if num_layers is None else int(num_layers)
+        chunks = num_layers - 1 - int(preview)
+        if chunks < 1 or num_layers > 64:
+            low = 3 if preview else 2
+            raise ValueError(f"a vam ladder has {low} to 64 layers{' with a preview layer' if preview else ''}, "
+                             f"not {num_layers}")
+        return schedule_to_ladder(even_quality_schedule(chunks))
+
+    def schedule(self, ladder=()) -> tuple[float, ...]:
+        """Residual shares from a header ladder; () is the trained default (version-1 files)."""
+        return self.residual.schedule if not ladder else ladder_to_schedule(ladder)
+
+    def layer_count(self, ladder=(), preview: bool = False) -> int:
+        return len(self.schedule(ladder)) + 1 + int(preview)
+
+    # -- coding ----------------------------------------------------------
     @torch.no_grad()
-    def compress(self, x: torch.Tensor) -> dict:
+    def compress(self, x: torch.Tensor, ladder=(), preview: bool = False) -> dict:
+        """Layers: [z | base] or, with ``preview``, [z], [base]; then the residual chunks."""
         features = self.g_a(x)
         y_base, y_top = self.head_base(features), self.head_top(features)
         z = self.h_a(torch.cat([y_base, y_top], 1))
@@ -143,31 +168,49 @@ class VarianceAwareMasking(ProgressiveModel):
         base_string = self._base_coder.encode(symbols_b, indexes_b)
         y_hat_base = symbols_b + means_b
 
-        res = self.residual.compress(y_top.double().cpu(), y_hat_base, hyper)
+        res = self.residual.compress(y_top.double().cpu(), y_hat_base, hyper, self.schedule(ladder))
+        head = [z_string, base_string] if preview else [pack_strings([z_string, base_string])]
         return {
-            "layers": [pack_strings([z_string, base_string])] + res["strings"],
+            "layers": head + res["strings"],
             "checksums": [z_check, tensor_checksum(indexes_b), tensor_checksum(res["indexes"])],
         }
 
     @torch.no_grad()
     def decode_base(self, base_layer: bytes, latent_size: tuple[int, int],
                     z_check: int | None = None, base_check: int | None = None):
-        """(hyper features, ŷ_base) from layer 1, both float64 on the CPU."""
+        """(hyper features, ŷ_base) from a packed [z | base] layer, both float64 on the CPU."""
         z_string, base_string = unpack_strings(base_layer, 2)
+        return self._decode_z_and_base(z_string, base_string, latent_size, z_check, base_check)
+
+    def _decode_z_and_base(self, z_string, base_string, latent_size, z_check=None, base_check=None):
         z_hat = self.decode_hyper_latent(z_string, latent_size, z_check)
         hyper, means_b, indexes_b = self._base_parameters(z_hat)
+        if base_string is None:  # preview: the base at its predicted mean
+            return hyper, means_b
         verify_checksum(indexes_b, base_check, "base scale indexes")
         return hyper, self._base_coder.decode(base_string, indexes_b) + means_b
 
     @torch.no_grad()
     def decompress(self, layers: list[bytes], latent_size: tuple[int, int],
-                   checksums=None) -> torch.Tensor:
-        """Reconstruct from ``layers[0]`` (z + base) and any residual chunks after it.
+                   checksums=None, ladder=(), preview: bool = False) -> torch.Tensor:
+        """Reconstruct from any prefix of the layers ``compress`` wrote.
 
         ``checksums`` (from the file) are verified before each stage reads bits.
+        From the preview layer alone, the base and the residual take their
+        predicted means (the residual's predicted from the mean base).
         """
         z_check, base_check, residual_check = checksums if checksums else (None, None, None)
-        hyper, y_hat_base = self.decode_base(layers[0], latent_size, z_check, base_check)
-        r_hat = self.residual.decompress(layers[1:], y_hat_base, hyper, residual_check)["r_hat"]
+        if preview:
+            base = layers[1] if len(layers) > 1 else None
+            hyper, y_hat_base = self._decode_z_and_base(layers[0], base, latent_size, z_check, base_check)
+            chunks = layers[2:]
+        else:
+            hyper, y_hat_base = self.decode_base(layers[0], latent_size, z_check, base_check)
+            chunks = layers[1:]
+        if preview and len(layers) == 1:
+            r_hat = self.residual.mean_fill64(y_hat_base, hyper) - y_hat_base
+        else:
+            r_hat = self.residual.decompress(chunks, y_hat_base, hyper, residual_check,
+                                             self.schedule(ladder))["r_hat"]
         device = next(self.g_s.parameters()).device
         return self.g_s((y_hat_base + r_hat).float().to(device)).clamp_(0, 1)

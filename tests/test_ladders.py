@@ -1,0 +1,127 @@
+"""Ladders chosen per file, the preview layer, byte budgets, and files of every earlier format version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import progcodec
+from progcodec import container
+from progcodec.errors import ProgcodecError
+from progcodec.weights import find_weights
+
+DATA = Path(__file__).parent / "data"
+
+
+def _pixels(image) -> np.ndarray:
+    return np.asarray(image)
+
+
+@pytest.mark.parametrize("model, ladder, preview", [
+    ("vam", 2, False), ("vam", 3, True), ("vam", 16, True), ("vam", 64, True), ("vam", 64, False),
+    ("vam", [0.1, 0.5, 1.0], False), ("vam", "trained", False),
+    ("progdtd", 1, False), ("progdtd", 2, False), ("progdtd", 16, False), ("progdtd", [3, 7, 11], False),
+])
+def test_every_prefix_of_any_ladder_round_trips(astronaut, model, ladder, preview):
+    data = progcodec.encode(astronaut, model=model, ladder=ladder, preview=preview)
+    meta = progcodec.info(data)
+    if isinstance(ladder, int):
+        assert len(meta["layers"]) == ladder
+    elif isinstance(ladder, list):   # vam: residual shares after the base; progdtd: one layer per count
+        assert len(meta["layers"]) == len(ladder) + (1 + preview if model == "vam" else 0)
+    assert meta["preview"] is preview
+    images = []
+    for layer in meta["layers"]:
+        cut = data[:layer["cumulative_bytes"]]
+        assert progcodec.truncate(data, layer["index"]) == cut
+        image = _pixels(progcodec.decode(data, layers=layer["index"]))
+        assert np.array_equal(_pixels(progcodec.decode(cut)), image)
+        images.append(image)
+    assert np.array_equal(images[-1], _pixels(progcodec.decode(data)))
+    # encoding is deterministic and the ladder lives in the file
+    assert progcodec.encode(astronaut, model=model, ladder=ladder, preview=preview) == data
+
+
+def test_the_ladder_changes_the_cuts_not_the_full_file(astronaut):
+    """Whatever the ladder, all layers together hold the whole residual: the same picture."""
+    full = [_pixels(progcodec.decode(progcodec.encode(astronaut, ladder=n, preview=False))) for n in (2, 10, 40)]
+    assert all(np.array_equal(full[0], f) for f in full[1:])
+
+
+def test_the_preview_layer_is_z_alone(astronaut, net):
+    with_preview = progcodec.encode(astronaut, ladder=10, preview=True)
+    without = progcodec.encode(astronaut, ladder=9, preview=False)
+    a, b = container.parse(with_preview), container.parse(without)
+    # layer 1 + layer 2 of the preview file carry exactly the packed layer 1 of the other
+    z, base = container.unpack_strings(b.layers[0], 2)
+    assert a.layers[0] == z and a.layers[1] == base and a.layers[2:] == b.layers[1:]
+    preview = _pixels(progcodec.decode(with_preview, layers=1))
+    assert preview.shape == (64, 96, 3)
+    assert not np.array_equal(preview, _pixels(progcodec.decode(with_preview, layers=2)))
+    assert np.array_equal(_pixels(progcodec.decode(with_preview, layers=2)), _pixels(progcodec.decode(without, layers=1)))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(ladder=65), "2 to 64|3 to 64"), (dict(ladder=1, preview=False), "2 to 64"),
+    (dict(ladder=2, preview=True), "3 to 64"), (dict(ladder=[0.5, 0.2, 1.0]), "rise"),
+    (dict(ladder=[0.2, 0.5]), "end at 1.0"), (dict(ladder=[-0.1, 1.0]), "rise"),
+    (dict(model="progdtd", ladder=65), "1 to"), (dict(model="progdtd", ladder=[4, 2]), "rise"),
+    (dict(model="progdtd", preview=True), "no preview"),
+])
+def test_bad_ladders_are_clear_errors(astronaut, kwargs, match):
+    with pytest.raises(ProgcodecError, match=match):
+        progcodec.encode(astronaut, **kwargs)
+
+
+def test_truncate_to_a_byte_or_bpp_budget(encoded, layer_ends):
+    for budget in (layer_ends[0], layer_ends[3] + 5, layer_ends[-1], layer_ends[-1] * 2):
+        cut = progcodec.truncate(encoded, max_bytes=budget)
+        assert len(cut) == max(e for e in layer_ends if e <= budget)
+    bpp = layer_ends[5] * 8 / (96 * 64)
+    assert progcodec.truncate(encoded, max_bpp=bpp) == encoded[:layer_ends[5]]
+    with pytest.raises(ProgcodecError, match="fits in"):
+        progcodec.truncate(encoded, max_bytes=layer_ends[0] - 1)
+    with pytest.raises(ProgcodecError, match="exactly one"):
+        progcodec.truncate(encoded, 3, max_bytes=100)
+
+
+def test_cli_ladder_and_byte_budget(cli, tmp_path, astronaut):
+    photo = tmp_path / "p.png"
+    astronaut.save(photo)
+    assert cli("encode", photo, "--ladder", 5, "--no-preview", "-q").exit_code == 0
+    pgc = tmp_path / "p.pgc"
+    meta = progcodec.info(pgc.read_bytes())
+    assert len(meta["layers"]) == 5 and not meta["preview"]
+    ends = [layer["cumulative_bytes"] for layer in meta["layers"]]
+    result = cli("truncate", pgc, "--bytes", f"{ends[2] + 1}", "-o", tmp_path / "t.pgc")
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "t.pgc").read_bytes() == pgc.read_bytes()[:ends[2]]
+    assert cli("truncate", pgc, "--bytes", "1k", "--layers", 2, "-o", tmp_path / "u.pgc").exit_code == 2
+    assert cli("encode", photo, "--ladder", "many", "-o", tmp_path / "x.pgc").exit_code == 2
+    assert "residual shares" in cli("info", pgc).stdout
+
+
+# -- every earlier format version still decodes -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, layers", [("vam", 10), ("progdtd", 8)])
+def test_version_1_files_decode_and_match_a_new_encode(name, layers):
+    """tests/data/v1_*.pgc were written by format version 1 with the weights shipped then
+    (chelsea, 80x56). They decode through the weights search, and a version-2 file of the
+    same image with the trained ladder and no preview holds exactly the same layers."""
+    data = (DATA / f"v1_{name}_80x56.pgc").read_bytes()
+    pgc = container.parse(data)
+    assert pgc.header.version == 1 and len(pgc.layers) == layers
+    from skimage import data as samples
+
+    original = Image.fromarray(samples.chelsea()).resize((80, 56), Image.LANCZOS)
+    decoded = [_pixels(progcodec.decode(data, layers=k)) for k in (1, layers)]
+    mse = [np.mean((d.astype(float) - np.asarray(original, dtype=float)) ** 2) for d in decoded]
+    assert mse[1] < mse[0] and 10 * np.log10(255**2 / mse[1]) > 24
+    weights = find_weights(pgc.header.weights_digest, name)
+    again = container.parse(progcodec.encode(original, model=str(weights), ladder="trained", preview=False))
+    assert again.header.version == 2 and again.layers == pgc.layers
+    assert again.header.checksums == pgc.header.checksums
