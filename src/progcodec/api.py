@@ -118,11 +118,58 @@ def decode(data: bytes, layers: int | None = None, model=None, device: str = "au
     files or folders to search first. ``model`` overrides the search (a loaded
     model or a weights path: they must still be the weights the file was made with).
     """
+    pgc = _parse(data)
+    decoder, finish = _decoder_for(pgc.header, model, weights, device)
+    layers = _check_layers(layers, len(pgc.layers), f"the file holds {len(pgc.layers)} complete layer(s)")
+    for layer in pgc.layers[:layers]:
+        decoder.add(layer)
+    return finish(decoder.reconstruct())
+
+
+def iter_decode(source, model=None, device: str = "auto", weights=()):
+    """Decode a ``.pgc`` stream as its bytes arrive: yields ``(layers, PIL.Image)`` each time a layer completes.
+
+    ``source`` is bytes, a binary file object (a socket file, an HTTP response,
+    stdin) or an iterable of byte chunks. Nothing is decoded twice: the header,
+    hyper path, base latent and residual received so far are kept; each new
+    layer is entropy-decoded once and only the synthesis runs again. A cut or
+    damaged layer ends the stream with a ``ProgcodecWarning``, after the
+    complete layers; no complete first layer is a ``ProgcodecError``.
+    """
+    stream = container.LayerStream()
+    decoder = finish = None
+    count = 0
+    for chunk in _chunks(source):
+        for layer in stream.feed(chunk):
+            if decoder is None:
+                decoder, finish = _decoder_for(stream.header, model, weights, device)
+            decoder.add(layer)
+            count += 1
+            yield count, finish(decoder.reconstruct())
+        if stream.done:
+            break
+    stream.close()
+    for problem in stream.problems:
+        warnings.warn(problem, ProgcodecWarning, stacklevel=2)
+
+
+def _chunks(source, size: int = 1 << 16):
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        yield bytes(source)
+    elif hasattr(source, "read"):
+        while chunk := source.read(size):
+            yield bytes(chunk)
+    else:
+        for chunk in source:
+            yield bytes(chunk)
+
+
+def _decoder_for(header: container.Header, model, weights, device):
+    """The model's decoder state for a file with this header, and the function that
+    turns its output into the picture; the weights are found by the header's id."""
     from .image import crop, padded_size, to_pil
     from .weights import find_weights
 
-    pgc = _parse(data)
-    header = pgc.header
     if model is None:
         if header.model not in _models():
             raise ProgcodecError(f"file was made by model {header.model!r}, which this build does not know")
@@ -141,11 +188,10 @@ def decode(data: bytes, layers: int | None = None, model=None, device: str = "au
         raise ProgcodecError("corrupt header (its ladder does not fit the model)") from None
     if header.num_layers > count or len(header.checksums) != net.num_checksums:
         raise ProgcodecError("corrupt header (layer or checksum count does not fit the model)")
-    layers = _check_layers(layers, len(pgc.layers), f"the file holds {len(pgc.layers)} complete layer(s)")
     ph, pw = padded_size(header.height, header.width, net.stride)
-    x_hat = net.decompress(pgc.layers[:layers], (ph // net.latent_stride, pw // net.latent_stride), header.checksums,
-                           ladder=header.ladder, preview=header.preview)
-    return to_pil(crop(x_hat, header.height, header.width))
+    decoder = net.decoder((ph // net.latent_stride, pw // net.latent_stride), header.checksums,
+                          ladder=header.ladder, preview=header.preview)
+    return decoder, lambda x_hat: to_pil(crop(x_hat, header.height, header.width))
 
 
 def info(data: bytes) -> dict:

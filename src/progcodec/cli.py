@@ -239,12 +239,15 @@ def encode(image, output, model, ladder, preview, layers, force, quiet, device):
               help="Output image ('-' for PNG on stdout). Default: FILE.decoded.png, or FILE.L3.png with --layers 3, "
                    "so the photo a FILE was made from is never replaced.")
 @click.option("--layers", type=int, default=None, help="Decode from the first L layers. Default: all present.")
+@click.option("--each-layer", is_flag=True,
+              help="Write an image for every layer as soon as it arrives (FILE may be '-', a stream); "
+                   "OUTPUT is a pattern such as out_%02d.png. Default: FILE.L%02d.png.")
 @click.option("--weights", "weights", multiple=True, type=click.Path(exists=True),
               help="Weights file or folder to search first for the weights the file was made with (repeatable).")
 @FORCE_OPTION
 @QUIET_OPTION
 @DEVICE_OPTION
-def decode(file, output, layers, weights, force, quiet, device):
+def decode(file, output, layers, each_layer, weights, force, quiet, device):
     """Reconstruct an image from a .pgc FILE, or from any prefix of its layers.
 
     The weights are found by the id in FILE's header: --weights, then the
@@ -255,6 +258,8 @@ def decode(file, output, layers, weights, force, quiet, device):
 
     from . import api
 
+    if each_layer:
+        return _decode_each_layer(file, output, layers, weights, force, quiet, device)
     out = output or _default_output(file, ".decoded.png" if layers is None else f".L{layers}.png")
     _check_output(out, file, force)
     started = time.monotonic()
@@ -272,6 +277,51 @@ def decode(file, output, layers, weights, force, quiet, device):
         used = layers or len(api.info(data)["layers"])
     _report(quiet, f"wrote {'stdout' if out == '-' else out}: {image.width}x{image.height} from {used} layer(s), "
                    f"{_size(buf.tell())}, {time.monotonic() - started:.1f} s")
+
+
+def _decode_each_layer(file, pattern, layers, weights, force, quiet, device):
+    """decode --each-layer: one image per layer, written as each layer's bytes arrive."""
+    import io
+
+    from . import api
+
+    if file == "-" and pattern is None:
+        raise click.UsageError("--each-layer from stdin needs -o PATTERN (e.g. frame_%02d.png)")
+    pattern = pattern or str(Path(file).with_suffix("")) + ".L%02d.png"
+    try:
+        names = {pattern % k for k in (1, 2)}
+    except (TypeError, ValueError):
+        raise click.BadParameter(f"{pattern!r} has no %d-style field for the layer number", param_hint="-o") from None
+    if len(names) != 2 or pattern == "-":
+        raise click.BadParameter(f"{pattern!r} must name a different file per layer (e.g. out_%02d.png)",
+                                 param_hint="-o")
+    fmt = _image_format_for(pattern % 1)
+    started = time.monotonic()
+    source = sys.stdin.buffer if file == "-" else _open_input(file)
+    written = 0
+    try:
+        for count, image in api.iter_decode(source, device=device, weights=weights):
+            out = pattern % count
+            _check_output(out, file, force)
+            buf = io.BytesIO()
+            image.save(buf, format=fmt)
+            _write_output(out, buf.getvalue(), file, force)
+            written = count
+            _report(quiet, f"wrote {out}: layer {count}, {time.monotonic() - started:.1f} s")
+            if layers is not None and count >= layers:
+                break
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
+    if not written:
+        raise ProgcodecError("no layer decoded")
+
+
+def _open_input(path: str):
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise ProgcodecError(f"cannot read {path}: {e.strerror or e}") from None
 
 
 def _image_format_for(path: str) -> str:

@@ -42,6 +42,8 @@ MAX_CHECKSUMS = 8
 MAX_SIDE = 1 << 15
 MAX_PIXELS = 1 << 24          # 16.7 megapixels: the most the codec encodes; a header claiming more is lying
 MAX_LAYER_BYTES = 1 << 30
+# The largest header any file can have: a client that fetches this many bytes first has it whole.
+MAX_HEADER_BYTES = 4 + 2 + MAX_NAME + 8 + 10 + 1 + 4 * MAX_CHECKSUMS + 8 * MAX_LAYERS + 2 + 4 * MAX_LAYERS + 4
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,88 @@ def parse(data: bytes) -> PgcFile:
         reason = result.problems[0] if result.problems else "file holds no complete layer"
         raise ContainerError(reason.split(";")[0])
     return result
+
+
+def layer_ranges(data: bytes) -> list[tuple[int, int]]:
+    """[start, end) of the header, then of each declared layer, from any prefix that holds the header.
+
+    For HTTP Range requests: fetch ``bytes=0-{MAX_HEADER_BYTES - 1}`` (or the whole
+    file, if shorter), then layer k with ``bytes={start}-{end - 1}``.
+    """
+    header, size = parse_header(data)
+    ranges, pos = [(0, size)], size
+    for length in header.layer_lengths:
+        ranges.append((pos, pos + length))
+        pos += length
+    return ranges
+
+
+class LayerStream:
+    """Parse a ``.pgc`` file from bytes as they arrive: ``feed`` returns the layers it completed.
+
+    The same checks as :func:`parse`: the header CRC once the header is in, each
+    layer's CRC as it completes. A damaged layer ends the stream (``problems``
+    says why; later bytes are ignored); :meth:`close` reports a cut inside a layer.
+    """
+
+    def __init__(self):
+        self.buffer = bytearray()
+        self.header: Header | None = None
+        self.header_size = 0
+        self.pos = 0                  # where the next layer starts in the buffer
+        self.layers: list[bytes] = []
+        self.problems: list[str] = []
+        self.done = False
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if self.done:
+            return []
+        self.buffer += chunk
+        if self.header is None:
+            if not MAGIC.startswith(bytes(self.buffer[:len(MAGIC)])):
+                raise ContainerError("not a .pgc file (bad magic)")
+            if len(self.buffer) < len(MAGIC):
+                return []
+            try:
+                self.header, self.header_size = parse_header(bytes(self.buffer))
+            except ContainerError as e:
+                if "truncated inside its header" in str(e):
+                    return []        # wait for more bytes
+                raise
+            self.pos = self.header_size
+        new = []
+        while len(self.layers) < self.header.num_layers:
+            index = len(self.layers)
+            length, crc = self.header.layer_lengths[index], self.header.layer_crcs[index]
+            if self.pos + length > len(self.buffer):
+                break
+            layer = bytes(self.buffer[self.pos:self.pos + length])
+            if zlib.crc32(layer) != crc:
+                self.problems.append(f"layer {index + 1} is corrupt (CRC mismatch); "
+                                     f"decoding the {index} layer(s) before it")
+                self.done = True
+                if not self.layers:
+                    raise ContainerError(f"layer {index + 1} is corrupt (CRC mismatch)")
+                break
+            self.layers.append(layer)
+            new.append(layer)
+            self.pos += length
+        return new
+
+    def close(self) -> None:
+        """End of input: no complete first layer is an error; a cut inside a later layer, a problem."""
+        if self.header is None:
+            raise ContainerError("file is truncated inside its header" if self.buffer else "empty input")
+        have = len(self.buffer) - self.pos
+        if not self.layers:
+            raise ContainerError("file is cut inside layer 1" if have else "file holds no complete layer")
+        if not self.done and have:
+            if len(self.layers) < self.header.num_layers:
+                self.problems.append(f"file is cut inside layer {len(self.layers) + 1}; "
+                                     f"decoding {len(self.layers)} complete layer(s)")
+            else:
+                self.problems.append(f"ignored {have} trailing byte(s) after the last layer")
+        self.done = True
 
 
 def prefix_within(data: bytes, max_bytes: int) -> bytes:

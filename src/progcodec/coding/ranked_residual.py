@@ -118,10 +118,22 @@ class RankedResidualLatentCodec(nn.Module):
         ``checksum`` is the encoder's CRC of the residual index map; on a
         mismatch no residual bit is read.
         """
+        state = self.start_decoding(y_hat_base, hyper_features, checksum, schedule)
+        for string in strings:
+            self.decode_chunk(state, string)
+        return {"r_hat": state["r_hat"].reshape(state["shape"]), "indexes": state["indexes"]}
+
+    def start_decoding(self, y_hat_base, hyper_features, checksum=None, schedule=None) -> dict:
+        """Decoder state before any chunk: the residual at its predicted mean."""
         means, indexes, chunks = self._parameters64(y_hat_base, hyper_features, schedule)
         verify_checksum(indexes, checksum, "residual scale indexes")
-        r_hat = means.clone().reshape(-1)
-        flat_means, flat_indexes = means.reshape(-1), indexes.reshape(-1)
-        for string, pos in zip(strings, chunks):
-            r_hat[pos] = self._coder.decode(string, flat_indexes[pos]).to(r_hat) + flat_means[pos]
-        return {"r_hat": r_hat.reshape(means.shape), "indexes": indexes}
+        flat_means = means.reshape(-1)
+        return {"r_hat": flat_means.clone(), "means": flat_means, "indexes": indexes,
+                "flat_indexes": indexes.reshape(-1), "chunks": chunks, "received": 0, "shape": means.shape}
+
+    def decode_chunk(self, state: dict, string: bytes) -> None:
+        """Entropy-decode the next chunk into ``state["r_hat"]``."""
+        pos = state["chunks"][state["received"]]
+        state["r_hat"][pos] = self._coder.decode(string, state["flat_indexes"][pos]).to(state["r_hat"]) \
+            + state["means"][pos]
+        state["received"] += 1

@@ -180,13 +180,40 @@ class ProgDTD(ProgressiveModel):
     @torch.no_grad()
     def decompress(self, layers: list[bytes], latent_size: tuple[int, int], checksums=None,
                    ladder=(), preview: bool = False) -> torch.Tensor:
-        z_check, y_check = checksums if checksums else (None, None)
-        z_string, first = unpack_strings(layers[0], 2)
-        z_hat = self.decode_hyper_latent(z_string, latent_size, z_check)
-        indexes = self._indexes(z_hat)
-        verify_checksum(indexes, y_check, "y scale indexes")
-        y_hat = torch.zeros(indexes.shape, dtype=torch.float64)  # unsent channels stay zero
-        for string, (a, b) in zip([first] + list(layers[1:]), self._group_bounds(ladder)):
-            y_hat[:, a:b] = self._coder.decode(string, indexes[:, a:b])
-        device = next(self.g_s.parameters()).device
-        return self.g_s(y_hat.float().to(device)).clamp_(0, 1)
+        decoder = self.decoder(latent_size, checksums, ladder, preview)
+        for layer in layers:
+            decoder.add(layer)
+        return decoder.reconstruct()
+
+    def decoder(self, latent_size, checksums=None, ladder=(), preview: bool = False) -> "ProgDTDDecoder":
+        return ProgDTDDecoder(self, latent_size, checksums, ladder)
+
+
+class ProgDTDDecoder:
+    """Decoder state of one file: each layer's channel group is entropy-decoded once;
+    ``reconstruct`` runs only the synthesis (unsent channels stay zero, as in training)."""
+
+    def __init__(self, model: ProgDTD, latent_size, checksums=None, ladder=()):
+        self.model, self.latent_size = model, latent_size
+        self.z_check, self.y_check = checksums if checksums else (None, None)
+        self.bounds = model._group_bounds(ladder)
+        self.layers = 0
+        self.indexes = self.y_hat = None
+
+    @torch.no_grad()
+    def add(self, layer: bytes) -> None:
+        m = self.model
+        if self.layers == 0:
+            z_string, layer = unpack_strings(layer, 2)
+            z_hat = m.decode_hyper_latent(z_string, self.latent_size, self.z_check)
+            self.indexes = m._indexes(z_hat)
+            verify_checksum(self.indexes, self.y_check, "y scale indexes")
+            self.y_hat = torch.zeros(self.indexes.shape, dtype=torch.float64)
+        a, b = self.bounds[self.layers]
+        self.y_hat[:, a:b] = m._coder.decode(layer, self.indexes[:, a:b])
+        self.layers += 1
+
+    @torch.no_grad()
+    def reconstruct(self) -> torch.Tensor:
+        device = next(self.model.g_s.parameters()).device
+        return self.model.g_s(self.y_hat.float().to(device)).clamp_(0, 1)

@@ -196,21 +196,54 @@ class VarianceAwareMasking(ProgressiveModel):
         """Reconstruct from any prefix of the layers ``compress`` wrote.
 
         ``checksums`` (from the file) are verified before each stage reads bits.
-        From the preview layer alone, the base and the residual take their
-        predicted means (the residual's predicted from the mean base).
         """
-        z_check, base_check, residual_check = checksums if checksums else (None, None, None)
-        if preview:
-            base = layers[1] if len(layers) > 1 else None
-            hyper, y_hat_base = self._decode_z_and_base(layers[0], base, latent_size, z_check, base_check)
-            chunks = layers[2:]
+        decoder = self.decoder(latent_size, checksums, ladder, preview)
+        for layer in layers:
+            decoder.add(layer)
+        return decoder.reconstruct()
+
+    def decoder(self, latent_size, checksums=None, ladder=(), preview: bool = False) -> "VamDecoder":
+        return VamDecoder(self, latent_size, checksums, ladder, preview)
+
+
+class VamDecoder:
+    """Decoder state of one file: layers go in one at a time, each entropy-decoded once;
+    ``reconstruct`` runs only the synthesis. ``decompress`` is this, all at once.
+
+    From the preview layer alone, the base and the residual take their predicted
+    means (the residual's predicted from the mean base).
+    """
+
+    def __init__(self, model: VarianceAwareMasking, latent_size, checksums=None, ladder=(), preview=False):
+        self.model, self.latent_size, self.preview = model, latent_size, preview
+        self.z_check, self.base_check, self.residual_check = checksums if checksums else (None, None, None)
+        self.schedule = model.schedule(ladder)
+        self.layers = 0
+        self.hyper = self.y_hat_base = self.residual = None
+
+    @torch.no_grad()
+    def add(self, layer: bytes) -> None:
+        m = self.model
+        if self.layers == 0 and self.preview:
+            self.hyper, self.y_hat_base = m._decode_z_and_base(layer, None, self.latent_size, self.z_check)
+            self.z_string = layer
+        elif self.layers == 0 or (self.layers == 1 and self.preview):
+            if self.preview:
+                self.hyper, self.y_hat_base = m._decode_z_and_base(self.z_string, layer, self.latent_size,
+                                                                   self.z_check, self.base_check)
+            else:
+                self.hyper, self.y_hat_base = m.decode_base(layer, self.latent_size, self.z_check, self.base_check)
+            self.residual = m.residual.start_decoding(self.y_hat_base, self.hyper, self.residual_check, self.schedule)
         else:
-            hyper, y_hat_base = self.decode_base(layers[0], latent_size, z_check, base_check)
-            chunks = layers[1:]
-        if preview and len(layers) == 1:
-            r_hat = self.residual.mean_fill64(y_hat_base, hyper) - y_hat_base
+            m.residual.decode_chunk(self.residual, layer)
+        self.layers += 1
+
+    @torch.no_grad()
+    def reconstruct(self) -> torch.Tensor:
+        m = self.model
+        if self.residual is None:   # the preview layer only
+            y = m.residual.mean_fill64(self.y_hat_base, self.hyper)
         else:
-            r_hat = self.residual.decompress(chunks, y_hat_base, hyper, residual_check,
-                                             self.schedule(ladder))["r_hat"]
-        device = next(self.g_s.parameters()).device
-        return self.g_s((y_hat_base + r_hat).float().to(device)).clamp_(0, 1)
+            y = self.y_hat_base + self.residual["r_hat"].reshape(self.residual["shape"])
+        device = next(m.g_s.parameters()).device
+        return m.g_s(y.float().to(device)).clamp_(0, 1)
