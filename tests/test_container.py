@@ -201,7 +201,7 @@ def test_version_2_layout_and_ladder_round_trip(preview, ladder):
 def test_a_bad_layout_byte_or_ladder_is_refused(fuzzlib):
     data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=True, ladder=(1, 2))
     with pytest.raises(ContainerError, match="layout"):
-        parse(fuzzlib.set_field(data, "layout", 2))
+        parse(fuzzlib.set_field(data, "layout", 4))
     with pytest.raises(ContainerError):
         parse(fuzzlib.set_field(data, "ladder_len", MAX_LAYERS + 1))
     with pytest.raises(ContainerError):

@@ -125,3 +125,74 @@ def test_version_1_files_decode_and_match_a_new_encode(name, layers):
     again = container.parse(progcodec.encode(original, model=str(weights), ladder="trained", preview=False))
     assert again.header.version == 2 and again.layers == pgc.layers
     assert again.header.checksums == pgc.header.checksums
+
+
+# -- rate targets ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_astronaut():
+    from skimage import data as samples
+
+    return Image.fromarray(samples.astronaut()).resize((256, 256), Image.LANCZOS)
+
+
+def _base_and_full(image):
+    data = progcodec.encode(image, ladder=2, preview=False)
+    ends = [layer["cumulative_bytes"] for layer in progcodec.info(data)["layers"]]
+    return ends[0], ends[-1]
+
+
+@pytest.mark.parametrize("preview", [False, True])
+def test_byte_targets_are_met_and_every_prefix_decodes(big_astronaut, preview, net):
+    base, full = _base_and_full(big_astronaut)
+    targets = [int(base + f * (full - base)) for f in (0.1, 0.3, 0.6, 0.95)]
+    data = progcodec.encode(big_astronaut, max_bytes=targets, preview=preview)
+    meta = progcodec.info(data)
+    ends = [layer["cumulative_bytes"] for layer in meta["layers"]][int(preview):]
+    assert len(ends) == len(targets)
+    for end, target in zip(ends, targets):
+        assert abs(end - target) <= max(0.03 * target, 256), (end, target)
+        assert end <= target
+    assert container.parse(data).header.base_chunk
+    for layer in meta["layers"]:
+        k = layer["index"]
+        assert np.array_equal(_pixels(progcodec.decode(data[:layer["cumulative_bytes"]])),
+                              _pixels(progcodec.decode(data, layers=k)))
+    streamed = [image for _, image in progcodec.iter_decode(data)]
+    assert all(np.array_equal(_pixels(a), _pixels(progcodec.decode(data, layers=k)))
+               for k, a in enumerate(streamed, start=1))
+
+
+def test_bpp_targets_equal_the_same_byte_targets(big_astronaut, net):
+    base, full = _base_and_full(big_astronaut)
+    bpp = [round((base + f * (full - base)) * 8 / 256**2, 4) for f in (0.2, 0.7)]
+    by_bpp = progcodec.encode(big_astronaut, bpp=bpp)
+    by_bytes = progcodec.encode(big_astronaut, max_bytes=[b * 256**2 / 8 for b in bpp])
+    assert by_bpp == by_bytes
+
+
+def test_bad_rate_targets_are_clear_errors(big_astronaut, net):
+    base, full = _base_and_full(big_astronaut)
+    with pytest.raises(ProgcodecError, match="below the base layer"):
+        progcodec.encode(big_astronaut, max_bytes=[base // 2, full])
+    with pytest.raises(ProgcodecError, match=r"beyond the whole file \(at most \d+ B\)"):
+        progcodec.encode(big_astronaut, max_bytes=[base + 100, full * 3])
+    with pytest.raises(ProgcodecError, match="rise strictly"):
+        progcodec.encode(big_astronaut, max_bytes=[full, base + 100])
+    with pytest.raises(ProgcodecError, match="not both"):
+        progcodec.encode(big_astronaut, max_bytes=[full], bpp=[1.0])
+    with pytest.raises(ProgcodecError, match="vam"):
+        progcodec.encode(big_astronaut, model="progdtd", bpp=[1.0])
+    with pytest.raises(ProgcodecError, match="at most 64 layers"):
+        progcodec.encode(big_astronaut, max_bytes=list(range(base, base + 65)))
+
+
+def test_cli_rate_targets(cli, tmp_path, big_astronaut, net):
+    photo = tmp_path / "p.png"
+    big_astronaut.save(photo)
+    base, full = _base_and_full(big_astronaut)
+    result = cli("encode", photo, "--bytes", f"{base + 500},{full - 100}", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert len(progcodec.info((tmp_path / "p.pgc").read_bytes())["layers"]) == 2
+    assert cli("encode", photo, "--bpp", "0.1,x", "-f").exit_code == 2

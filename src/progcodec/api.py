@@ -83,24 +83,55 @@ def file_ladder(net, ladder=None, preview: bool | None = None) -> tuple[tuple[in
 
 
 def encode(image, model="vam", layers: int | None = None, device: str = "auto",
-           ladder=None, preview: bool | None = None) -> bytes:
+           ladder=None, preview: bool | None = None, bpp=None, max_bytes=None) -> bytes:
     """Compress an image (path, bytes, PIL image or uint8 array) into ``.pgc`` bytes.
 
     ``layers`` keeps only the first K layers; ``ladder`` and ``preview`` choose
-    them (see :func:`file_ladder`). ``model`` is a model name, a weights path
-    or an already loaded model.
+    them (see :func:`file_ladder`). Or rate targets (vam): ``bpp`` or
+    ``max_bytes``, rising cumulative sizes, one layer each (after the preview
+    layer, if asked for), each met within 3 % or 256 bytes. ``model`` is a
+    model name, a weights path or an already loaded model.
     """
     from .image import load_image, pad, to_tensor
 
     net = _model(model, device)
+    im = load_image(image)
+    x = pad(to_tensor(im).to(next(net.parameters()).device), net.stride)
+    if bpp is not None or max_bytes is not None:
+        return _encode_to_targets(net, im, x, bpp, max_bytes, bool(preview), ladder, layers)
     header_ladder, preview = file_ladder(net, ladder, preview)
     count = net.layer_count(header_ladder, preview)
     layers = _check_layers(layers, count, f"this {net.name} ladder has {count} layers")
-    im = load_image(image)
-    x = to_tensor(im).to(next(net.parameters()).device)
-    out = net.compress(pad(x, net.stride), ladder=header_ladder, preview=preview)
+    out = net.compress(x, ladder=header_ladder, preview=preview)
     return container.build(net.name, net.weights_digest, im.width, im.height,
                            out["layers"][:layers], out["checksums"], preview=preview, ladder=header_ladder)
+
+
+def _encode_to_targets(net, im, x, bpp, max_bytes, preview, ladder, layers) -> bytes:
+    if bpp is not None and max_bytes is not None:
+        raise ProgcodecError("give rate targets as bpp or as bytes, not both")
+    if ladder is not None or layers is not None:
+        raise ProgcodecError("rate targets choose the ladder: they go without ladder and layers")
+    if not hasattr(net, "compress_to_budgets"):
+        raise ProgcodecError(f"rate targets are for vam files; {net.name} takes --ladder N")
+    pixels = im.width * im.height
+    targets = [float(t) * pixels / 8 for t in bpp] if bpp is not None else [float(t) for t in max_bytes]
+    if not targets or any(t <= 0 for t in targets) or any(b <= a for a, b in zip(targets, targets[1:])):
+        raise ProgcodecError("rate targets must be positive and rise strictly")
+    count = len(targets) + int(preview)
+    if count > container.MAX_LAYERS:
+        raise ProgcodecError(f"at most {container.MAX_LAYERS} layers, not {count}")
+    head = container.header_size(net.name, count, net.num_checksums, len(targets))
+    unit = (lambda b: f"{b * 8 / pixels:.4f} bpp") if bpp is not None else (lambda b: f"{b:.0f} B")
+    try:
+        out = net.compress_to_budgets(x, [int(t) - head for t in targets], preview=preview)
+    except ValueError as e:  # say it in the caller's units, header included
+        import re
+
+        message = re.sub(r"(\d+) B of payload", lambda m: unit(int(m.group(1)) + head), str(e))
+        raise ProgcodecError(f"bad rate targets: {message}") from None
+    return container.build(net.name, net.weights_digest, im.width, im.height, out["layers"], out["checksums"],
+                           preview=preview, ladder=out["ladder"], base_chunk=True)
 
 
 def _parse(data: bytes) -> container.PgcFile:
@@ -183,14 +214,14 @@ def _decoder_for(header: container.Header, model, weights, device):
             f"file was encoded with {header.model} weights {header.weights_digest.hex()}, "
             f"but the loaded weights are {net.name} {net.weights_digest.hex()}")
     try:
-        count = net.layer_count(header.ladder, header.preview)
+        count = net.layer_count(header.ladder, header.preview, header.base_chunk)
     except ValueError:
         raise ProgcodecError("corrupt header (its ladder does not fit the model)") from None
     if header.num_layers > count or len(header.checksums) != net.num_checksums:
         raise ProgcodecError("corrupt header (layer or checksum count does not fit the model)")
     ph, pw = padded_size(header.height, header.width, net.stride)
     decoder = net.decoder((ph // net.latent_stride, pw // net.latent_stride), header.checksums,
-                          ladder=header.ladder, preview=header.preview)
+                          ladder=header.ladder, preview=header.preview, base_chunk=header.base_chunk)
     return decoder, lambda x_hat: to_pil(crop(x_hat, header.height, header.width))
 
 

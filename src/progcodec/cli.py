@@ -207,11 +207,16 @@ QUIET_OPTION = click.option("-q", "--quiet", is_flag=True, help="No summary line
                    "quality steps, or 'trained' for the weights' own schedule. Default: vam 16, progdtd 8.")
 @click.option("--preview/--no-preview", default=None,
               help="vam: layer 1 is a ~400-byte preview (z alone). Default: on for vam.")
+@click.option("--bpp", "bpp", default=None, metavar="LIST",
+              help="vam: rate targets, one layer each, e.g. 0.1,0.25,0.5,1 (cumulative, header included; "
+                   "the first layer is the base plus as much of the residual as fits).")
+@click.option("--bytes", "max_bytes", default=None, metavar="LIST",
+              help="vam: the same as byte counts, e.g. 4k,16k,64k.")
 @click.option("--layers", type=int, default=None, help="Keep only the first K layers. Default: all.")
 @FORCE_OPTION
 @QUIET_OPTION
 @DEVICE_OPTION
-def encode(image, output, model, ladder, preview, layers, force, quiet, device):
+def encode(image, output, model, ladder, preview, bpp, max_bytes, layers, force, quiet, device):
     """Compress IMAGE (any format Pillow reads, '-' for stdin) into a .pgc file.
 
     An existing output file is never replaced without --force.
@@ -224,8 +229,15 @@ def encode(image, output, model, ladder, preview, layers, force, quiet, device):
     _check_output(out, image, force)
     started = time.monotonic()
     source = _read_input(image) if image == "-" else image
+    if bpp is not None:
+        try:
+            bpp = [float(v) for v in bpp.split(",")]
+        except ValueError:
+            raise click.BadParameter(f"{bpp!r} is not a comma-separated list of numbers", param_hint="--bpp") from None
+    if max_bytes is not None:
+        max_bytes = [_byte_count(v) for v in max_bytes.split(",")]
     data = api.encode(source, model=model, layers=layers, device=device, ladder=_ladder_option(ladder),
-                      preview=preview)
+                      preview=preview, bpp=bpp, max_bytes=max_bytes)
     _write_output(out, data, image, force)
     meta = api.info(data)
     _report(quiet, f"wrote {'stdout' if out == '-' else out}: {_size(len(data))}, {len(meta['layers'])} layers, "

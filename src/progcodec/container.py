@@ -12,7 +12,8 @@ Layout (all integers big-endian)::
     checks    B + I*n            determinism checksums (what the decoder must reproduce)
     lengths   I*layers           byte length of each layer
     crcs      I*layers           CRC32 of each layer
-    layout    B                  (version 2) bit 0: layer 1 is a preview (z alone)
+    layout    B                  (version 2) bit 0: layer 1 is a preview (z alone);
+                                 bit 1: the base layer also carries the first residual chunk
     ladder    B + I*n            (version 2) the model's ladder: vam's cumulative residual
                                  shares in units of 2**-24, progdtd's channel counts;
                                  n = 0: the model's default ladder
@@ -36,6 +37,7 @@ MAGIC = b"\x89PGC"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 LAYOUT_PREVIEW = 1
+LAYOUT_BASE_CHUNK = 2
 MAX_NAME = 32
 MAX_LAYERS = 64
 MAX_CHECKSUMS = 8
@@ -58,6 +60,7 @@ class Header:
     preview: bool = False
     ladder: tuple[int, ...] = ()      # () : the model's default ladder
     version: int = FORMAT_VERSION
+    base_chunk: bool = False          # the base layer also holds the first residual chunk
 
     @property
     def num_layers(self) -> int:
@@ -105,7 +108,7 @@ def header_size(model: str, num_layers: int, num_checksums: int, ladder_len: int
 
 
 def build(model: str, weights_digest: bytes, width: int, height: int,
-          layers: list[bytes], checksums=(), preview: bool = False, ladder=()) -> bytes:
+          layers: list[bytes], checksums=(), preview: bool = False, ladder=(), base_chunk: bool = False) -> bytes:
     """Serialise a header and its layers into one (version 2) ``.pgc`` file."""
     lengths = [len(b) for b in layers]
     crcs = [zlib.crc32(b) for b in layers]
@@ -120,7 +123,8 @@ def build(model: str, weights_digest: bytes, width: int, height: int,
         struct.pack(f">B{len(checksums)}I", len(checksums), *checksums),
         struct.pack(f">{len(layers)}I", *lengths),
         struct.pack(f">{len(layers)}I", *crcs),
-        struct.pack(f">BB{len(ladder)}I", LAYOUT_PREVIEW if preview else 0, len(ladder), *ladder),
+        struct.pack(f">BB{len(ladder)}I", (LAYOUT_PREVIEW if preview else 0) | (LAYOUT_BASE_CHUNK if base_chunk else 0),
+                    len(ladder), *ladder),
     ])
     return head + struct.pack(">I", zlib.crc32(head)) + b"".join(layers)
 
@@ -166,7 +170,7 @@ def parse_header(data: bytes) -> tuple[Header, int]:
     layout, ladder = 0, ()
     if version >= 2:
         layout, ladder_len = r.unpack(">BB")
-        if layout & ~LAYOUT_PREVIEW or ladder_len > MAX_LAYERS:
+        if layout & ~(LAYOUT_PREVIEW | LAYOUT_BASE_CHUNK) or ladder_len > MAX_LAYERS:
             raise ContainerError("corrupt header (layout or ladder)")
         ladder = r.unpack(f">{ladder_len}I")
     (header_crc,) = r.unpack(">I")
@@ -178,7 +182,7 @@ def parse_header(data: bytes) -> tuple[Header, int]:
         raise ContainerError("corrupt header (model name)") from None
     _check_header_fields(model, digest, width, height, checksums, lengths, crcs, ladder)
     return Header(model, digest, width, height, tuple(checksums), tuple(lengths), tuple(crcs),
-                  bool(layout & LAYOUT_PREVIEW), tuple(ladder), version), r.pos
+                  bool(layout & LAYOUT_PREVIEW), tuple(ladder), version, bool(layout & LAYOUT_BASE_CHUNK)), r.pos
 
 
 def parse(data: bytes) -> PgcFile:

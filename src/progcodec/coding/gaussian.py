@@ -61,16 +61,12 @@ class GaussianSymbolCoder:
 
     def encode(self, symbols: torch.Tensor, indexes: torch.Tensor) -> bytes:
         """rANS-code integer ``symbols`` (any shape) with matching ``indexes``."""
-        if symbols.numel() == 0:
+        return self.encode_lists(symbols.reshape(-1).int().tolist(), indexes.reshape(-1).int().tolist())
+
+    def encode_lists(self, symbols: list[int], indexes: list[int]) -> bytes:
+        if not symbols:
             return b""
-        encoder = RansEncoder()
-        return encoder.encode_with_indexes(
-            symbols.reshape(-1).int().tolist(),
-            indexes.reshape(-1).int().tolist(),
-            self.cdfs,
-            self.cdf_lengths,
-            self.offsets,
-        )
+        return RansEncoder().encode_with_indexes(symbols, indexes, self.cdfs, self.cdf_lengths, self.offsets)
 
     def decode(self, string: bytes, indexes: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`encode`: symbols shaped like ``indexes``."""

@@ -7,7 +7,7 @@ from compressai.entropy_models import GaussianConditional
 from torch import nn
 
 from .gaussian import Float64Path, GaussianSymbolCoder, quantize_symbols, ste_round, verify_checksum
-from .ranking import DEFAULT_SCHEDULE, chunk_positions, top_fraction_mask, validate_schedule
+from .ranking import DEFAULT_SCHEDULE, chunk_bounds, chunk_positions, rank_elements, top_fraction_mask, validate_schedule
 
 
 class ResidualParams(nn.Module):
@@ -106,11 +106,21 @@ class RankedResidualLatentCodec(nn.Module):
     def compress(self, y_top, y_hat_base, hyper_features, schedule=None):
         """One rANS string per chunk of ``schedule`` (default: the trained one).
         ``y_hat_base``/``hyper_features`` are float64."""
-        means, indexes, chunks = self._parameters64(y_hat_base, hyper_features, schedule)
-        symbols = quantize_symbols(y_top - y_hat_base, means).reshape(-1)
-        flat_indexes = indexes.reshape(-1)
-        strings = [self._coder.encode(symbols[pos], flat_indexes[pos]) for pos in chunks]
-        return {"strings": strings, "indexes": indexes}
+        ranked = self.rank(y_top, y_hat_base, hyper_features)
+        bounds = chunk_bounds(ranked["n"], schedule or self.schedule)
+        return {"strings": [self.encode_range(ranked, a, b) for a, b in bounds], "indexes": ranked["indexes"]}
+
+    def rank(self, y_top, y_hat_base, hyper_features) -> dict:
+        """The residual's symbols and scale indexes in ranked order (most uncertain first)."""
+        means, indexes, _ = self._parameters64(y_hat_base, hyper_features, (1.0,))
+        order = rank_elements(indexes)
+        symbols = quantize_symbols(y_top - y_hat_base, means).reshape(-1)[order]
+        return {"symbols": symbols.int().tolist(), "indexes_ranked": indexes.reshape(-1)[order].tolist(),
+                "indexes": indexes, "n": order.numel()}
+
+    def encode_range(self, ranked: dict, start: int, end: int) -> bytes:
+        """The chunk of ranked elements [start, end) as one rANS string."""
+        return self._coder.encode_lists(ranked["symbols"][start:end], ranked["indexes_ranked"][start:end])
 
     def decompress(self, strings, y_hat_base, hyper_features, checksum=None, schedule=None):
         """``r_hat`` from the first ``len(strings)`` chunks, mean-filled elsewhere.

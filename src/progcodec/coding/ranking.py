@@ -29,7 +29,15 @@ def ladder_to_schedule(ladder) -> tuple[float, ...]:
     """The header's integers back to shares (exactly; rejected unless a valid schedule)."""
     if any(not 0 < q <= SHARE_UNIT for q in ladder):
         raise ValueError("ladder shares must lie in (0, 1]")
-    return validate_schedule([q / SHARE_UNIT for q in ladder])
+    return validate_schedule([q / SHARE_UNIT for q in ladder], complete=False)
+
+
+def share_of(count: int, num_elements: int) -> int:
+    """The ladder integer whose share gives back exactly ``count`` of ``num_elements`` in chunk_bounds."""
+    q = round(count * SHARE_UNIT / num_elements)
+    if round(q / SHARE_UNIT * num_elements) != count:
+        raise ValueError(f"{num_elements} residual elements are too many for the share unit")
+    return q
 
 
 def even_quality_schedule(chunks: int, curve=QUALITY_CURVE) -> tuple[float, ...]:
@@ -59,9 +67,11 @@ def schedule_to_ladder_unchecked(shares) -> list[int]:
     return [min(SHARE_UNIT, max(1, int(round(f * SHARE_UNIT)))) for f in shares]
 
 
-def validate_schedule(schedule) -> tuple[float, ...]:
+def validate_schedule(schedule, complete: bool = True) -> tuple[float, ...]:
+    """Cumulative shares rising strictly from above 0; ending at 1.0 unless ``complete`` is False
+    (a file cut to rate targets may never send the last elements: they stay mean-filled)."""
     schedule = tuple(float(f) for f in schedule)
-    if not schedule or schedule[-1] != 1.0:
+    if not schedule or (complete and schedule[-1] != 1.0) or schedule[-1] > 1.0:
         raise ValueError("a chunk schedule must end at 1.0")
     if any(b <= a for a, b in zip(schedule, schedule[1:])) or schedule[0] <= 0:
         raise ValueError("a chunk schedule must rise strictly from above 0 to 1.0")
@@ -80,7 +90,7 @@ def rank_elements(indexes: torch.Tensor) -> torch.Tensor:
 
 def chunk_bounds(num_elements: int, schedule=DEFAULT_SCHEDULE) -> list[tuple[int, int]]:
     """[start, end) of each chunk in the ranked order; together they cover all."""
-    ends = [round(f * num_elements) for f in validate_schedule(schedule)]
+    ends = [round(f * num_elements) for f in validate_schedule(schedule, complete=False)]
     starts = [0] + ends[:-1]
     return list(zip(starts, ends))
 

@@ -157,7 +157,9 @@ class ProgDTD(ProgressiveModel):
             raise ValueError(f"channel counts must rise strictly, from 1 up to at most M={self.M}")
         return ladder
 
-    def layer_count(self, ladder=(), preview: bool = False) -> int:
+    def layer_count(self, ladder=(), preview: bool = False, base_chunk: bool = False) -> int:
+        if preview or base_chunk:
+            raise ValueError("progdtd files have neither a preview layer nor a base chunk")
         return len(self.groups(ladder))
 
     def _group_bounds(self, ladder=()):
@@ -185,7 +187,9 @@ class ProgDTD(ProgressiveModel):
             decoder.add(layer)
         return decoder.reconstruct()
 
-    def decoder(self, latent_size, checksums=None, ladder=(), preview: bool = False) -> "ProgDTDDecoder":
+    def decoder(self, latent_size, checksums=None, ladder=(), preview: bool = False,
+                base_chunk: bool = False) -> "ProgDTDDecoder":
+        self.layer_count(ladder, preview, base_chunk)   # rejects layouts progdtd never writes
         return ProgDTDDecoder(self, latent_size, checksums, ladder)
 
 

@@ -20,7 +20,9 @@ from ..coding.gaussian import (
     Float64Path, GaussianSymbolCoder, quantize_symbols, tensor_checksum, ste_round, verify_checksum,
 )
 from ..coding.ranked_residual import RankedResidualLatentCodec
-from ..coding.ranking import DEFAULT_SCHEDULE, even_quality_schedule, ladder_to_schedule, schedule_to_ladder
+from ..coding.ranking import (
+    DEFAULT_SCHEDULE, chunk_bounds, even_quality_schedule, ladder_to_schedule, schedule_to_ladder, share_of,
+)
 from ..container import pack_strings, unpack_strings
 from .base import ProgressiveModel, bits
 from .transforms import analysis_trunk, conv, hyper_analysis, hyper_synthesis, synthesis, transform_precision
@@ -151,29 +153,72 @@ class VarianceAwareMasking(ProgressiveModel):
         """Residual shares from a header ladder; () is the trained default (version-1 files)."""
         return self.residual.schedule if not ladder else ladder_to_schedule(ladder)
 
-    def layer_count(self, ladder=(), preview: bool = False) -> int:
-        return len(self.schedule(ladder)) + 1 + int(preview)
+    def layer_count(self, ladder=(), preview: bool = False, base_chunk: bool = False) -> int:
+        return len(self.schedule(ladder)) + 1 + int(preview) - int(base_chunk)
 
     # -- coding ----------------------------------------------------------
     @torch.no_grad()
-    def compress(self, x: torch.Tensor, ladder=(), preview: bool = False) -> dict:
-        """Layers: [z | base] or, with ``preview``, [z], [base]; then the residual chunks."""
+    def _analyse(self, x: torch.Tensor) -> dict:
+        """Everything up to the residual's ranking: z and the base coded, the residual ranked."""
         features = self.g_a(x)
         y_base, y_top = self.head_base(features), self.head_top(features)
         z = self.h_a(torch.cat([y_base, y_top], 1))
         z_string, z_hat, z_check = self.code_hyper_latent(z)
-
         hyper, means_b, indexes_b = self._base_parameters(z_hat)
         symbols_b = quantize_symbols(y_base, means_b)
         base_string = self._base_coder.encode(symbols_b, indexes_b)
-        y_hat_base = symbols_b + means_b
+        ranked = self.residual.rank(y_top.double().cpu(), symbols_b + means_b, hyper)
+        return {"z": z_string, "base": base_string, "ranked": ranked,
+                "checksums": [z_check, tensor_checksum(indexes_b), tensor_checksum(ranked["indexes"])]}
 
-        res = self.residual.compress(y_top.double().cpu(), y_hat_base, hyper, self.schedule(ladder))
-        head = [z_string, base_string] if preview else [pack_strings([z_string, base_string])]
-        return {
-            "layers": head + res["strings"],
-            "checksums": [z_check, tensor_checksum(indexes_b), tensor_checksum(res["indexes"])],
-        }
+    def _layers(self, a: dict, bounds, preview: bool, base_chunk: bool) -> list[bytes]:
+        chunks = [self.residual.encode_range(a["ranked"], start, end) for start, end in bounds]
+        if base_chunk:
+            base = [a["base"], chunks.pop(0)]
+            return [a["z"], pack_strings(base)] + chunks if preview else [pack_strings([a["z"]] + base)] + chunks
+        return ([a["z"], a["base"]] if preview else [pack_strings([a["z"], a["base"]])]) + chunks
+
+    @torch.no_grad()
+    def compress(self, x: torch.Tensor, ladder=(), preview: bool = False) -> dict:
+        """Layers: [z | base] or, with ``preview``, [z], [base]; then the residual chunks."""
+        a = self._analyse(x)
+        bounds = chunk_bounds(a["ranked"]["n"], self.schedule(ladder))
+        return {"layers": self._layers(a, bounds, preview, False), "checksums": a["checksums"]}
+
+    @torch.no_grad()
+    def compress_to_budgets(self, x: torch.Tensor, budgets: list[int], preview: bool = False) -> dict:
+        """Layers whose cumulative payload bytes land on ``budgets`` (one per layer after the
+        preview): the base layer holds the base and as much of the residual as its budget
+        allows, each later layer the most ranked elements that fit (found by bisection over
+        real rANS strings). Returns the layers, checksums and the ladder that reproduces them."""
+        a = self._analyse(x)
+        n = a["ranked"]["n"]
+        z, base = len(a["z"]), len(a["base"])
+        fixed = (z if preview else 0) + len(pack_strings([b""] * (2 if preview else 3))) + base + (0 if preview else z)
+        ends, spent, start = [], fixed, 0
+        for k, budget in enumerate(budgets, start=1):
+            def size(end):
+                return len(self.residual.encode_range(a["ranked"], start, end))
+            if k == 1 and budget < fixed:
+                raise ValueError(f"the first target is below the base layer ({fixed} B of payload)")
+            if start >= n:
+                raise ValueError(f"target {k} lies beyond the whole file (at most {spent} B of payload)")
+            lo, hi = start + 1, n        # the largest end whose chunk fits (at least one element)
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if spent + size(mid) <= budget:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            if lo == n and spent + size(n) < budget - max(0.03 * budget, 256):
+                raise ValueError(f"target {k} lies beyond the whole file (at most {spent + size(n)} B of payload)")
+            ends.append(lo)
+            spent += size(lo)
+            start = lo
+        ladder = tuple(share_of(e, n) for e in ends)
+        bounds = chunk_bounds(n, ladder_to_schedule(ladder))
+        assert [b for _, b in bounds] == ends
+        return {"layers": self._layers(a, bounds, preview, True), "checksums": a["checksums"], "ladder": ladder}
 
     @torch.no_grad()
     def decode_base(self, base_layer: bytes, latent_size: tuple[int, int],
@@ -202,8 +247,9 @@ class VarianceAwareMasking(ProgressiveModel):
             decoder.add(layer)
         return decoder.reconstruct()
 
-    def decoder(self, latent_size, checksums=None, ladder=(), preview: bool = False) -> "VamDecoder":
-        return VamDecoder(self, latent_size, checksums, ladder, preview)
+    def decoder(self, latent_size, checksums=None, ladder=(), preview: bool = False,
+                base_chunk: bool = False) -> "VamDecoder":
+        return VamDecoder(self, latent_size, checksums, ladder, preview, base_chunk)
 
 
 class VamDecoder:
@@ -214,8 +260,9 @@ class VamDecoder:
     means (the residual's predicted from the mean base).
     """
 
-    def __init__(self, model: VarianceAwareMasking, latent_size, checksums=None, ladder=(), preview=False):
-        self.model, self.latent_size, self.preview = model, latent_size, preview
+    def __init__(self, model: VarianceAwareMasking, latent_size, checksums=None, ladder=(), preview=False,
+                 base_chunk=False):
+        self.model, self.latent_size, self.preview, self.base_chunk = model, latent_size, preview, base_chunk
         self.z_check, self.base_check, self.residual_check = checksums if checksums else (None, None, None)
         self.schedule = model.schedule(ladder)
         self.layers = 0
@@ -228,12 +275,14 @@ class VamDecoder:
             self.hyper, self.y_hat_base = m._decode_z_and_base(layer, None, self.latent_size, self.z_check)
             self.z_string = layer
         elif self.layers == 0 or (self.layers == 1 and self.preview):
-            if self.preview:
-                self.hyper, self.y_hat_base = m._decode_z_and_base(self.z_string, layer, self.latent_size,
-                                                                   self.z_check, self.base_check)
-            else:
-                self.hyper, self.y_hat_base = m.decode_base(layer, self.latent_size, self.z_check, self.base_check)
+            strings = unpack_strings(layer, 1 + int(not self.preview) + int(self.base_chunk)) \
+                if self.base_chunk or not self.preview else [layer]
+            z_string = self.z_string if self.preview else strings.pop(0)
+            self.hyper, self.y_hat_base = m._decode_z_and_base(z_string, strings[0], self.latent_size,
+                                                               self.z_check, self.base_check)
             self.residual = m.residual.start_decoding(self.y_hat_base, self.hyper, self.residual_check, self.schedule)
+            if self.base_chunk:
+                m.residual.decode_chunk(self.residual, strings[1])
         else:
             m.residual.decode_chunk(self.residual, layer)
         self.layers += 1
