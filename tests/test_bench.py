@@ -152,3 +152,16 @@ def test_metrics():
     assert abs(ms_ssim_rgb(a, a) - 1.0) < 1e-5
     assert ms_ssim_window(512, 768) == 11 and ms_ssim_window(112, 144) == 7 and ms_ssim_window(20, 20) is None
     assert math.isnan(ms_ssim_rgb(a[:20, :20], b[:20, :20]))
+
+
+def test_streamed_and_independent_decodes_score_the_same(image_dir):
+    from progcodec.bench.runner import list_images, run_bench
+
+    images = list_images(image_dir)[:1]
+    runs = [run_bench(images, models=["vam"], baselines=[], device="cpu", reference=False, ladder=6,
+                      independent_decodes=flag) for flag in (False, True)]
+    a, b = (r.entries[0]["results"] for r in runs)
+    assert a["bpp"] == b["bpp"] and a["psnr-rgb"] == b["psnr-rgb"] and a["ms-ssim"] == b["ms-ssim"]
+    assert a["decoding_time"] == sorted(a["decoding_time"])       # time to each layer of one stream
+    assert "one stream" in runs[0].entries[0]["description"]
+    assert "independent" in runs[1].entries[0]["description"]

@@ -454,8 +454,11 @@ def weights_add(file, quiet):
               help="CPU threads for torch (1 is fastest while another job keeps the cores busy).")
 @click.option("--ladder", default=None, metavar="N|trained", help="Our files' layers, as for encode.")
 @click.option("--preview/--no-preview", default=None, help="vam: a preview layer first, as for encode.")
+@click.option("--independent-decodes", is_flag=True,
+              help="Decode each layer prefix from scratch (default: one streaming decode per file, "
+                   "the same pixels; decoding time is then the time to each layer).")
 @DEVICE_OPTION
-def bench(directory, outdir, models, limit, baselines, threads, ladder, preview, device):
+def bench(directory, outdir, models, limit, baselines, threads, ladder, preview, independent_decodes, device):
     """Rate-distortion benchmark of our model(s) on the images in DIRECTORY.
 
     Each image is encoded once and decoded from every prefix of its layers
@@ -494,7 +497,8 @@ def bench(directory, outdir, models, limit, baselines, threads, ladder, preview,
 
     with progress:
         result = bench_pkg.run_bench(images, models=models, baselines=names, device=device, on_event=on_event,
-                                     ladder=_ladder_option(ladder), preview=preview)
+                                     ladder=_ladder_option(ladder), preview=preview,
+                                     independent_decodes=independent_decodes)
     report = bench_pkg.write_report(result, outdir)
 
     out = Console()

@@ -111,6 +111,15 @@ def _timed(sync, fn, /, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
+def _streamed(device, data: bytes, net):
+    """(image, seconds from the start of the stream) for each layer of one iter_decode stream."""
+    _sync(device)
+    start = time.perf_counter()
+    for _, image in api.iter_decode(data, model=net, device=device):
+        _sync(device)
+        yield image, time.perf_counter() - start
+
+
 def _sync(device) -> None:
     if device is not None and device.type == "cuda":
         import torch
@@ -127,10 +136,13 @@ def _warm_up(net, device) -> None:
 
 def run_bench(images, models=("vam",), baselines=ALL_BASELINES, device="auto",
               reference: bool = True, preview_index: int = 0, on_event=None,
-              ladder=None, preview: bool | None = None) -> BenchResult:
+              ladder=None, preview: bool | None = None, independent_decodes: bool = False) -> BenchResult:
     """Benchmark ``models`` (names or weights paths) and ``baselines`` on ``images`` (paths).
 
     ``ladder`` and ``preview`` choose our files' layers as in ``progcodec.encode``.
+    Our layers are decoded by one ``iter_decode`` stream (the same pixels as
+    ``decode(data, layers=k)``; a layer's decoding time is the stream's time to
+    it), or with ``independent_decodes`` by a fresh ``decode`` per layer.
 
     ``baselines`` are names (those this Pillow build lacks are skipped with a
     note) or ``Baseline`` objects. Our models: each image is encoded once,
@@ -180,8 +192,12 @@ def run_bench(images, models=("vam",), baselines=ALL_BASELINES, device="auto",
             layers = api.info(data)["layers"]
             if index == preview_index:
                 previews[slot] = LayerPreview(name, path.name, im)
-            for layer in layers:
-                rec, dec_time = _timed(dev, api.decode, data, layers=layer["index"], model=net, device=dev)
+            if independent_decodes:
+                decoded = (_timed(dev, api.decode, data, layers=layer["index"], model=net, device=dev)
+                           for layer in layers)
+            else:
+                decoded = _streamed(dev, data, net)
+            for layer, (rec, dec_time) in zip(layers, decoded):
                 scores = metrics.score(im, rec, metric_device)
                 row["bpp"].append(layer["cumulative_bytes"] * 8 / pixels)
                 row["psnr-rgb"].append(scores["psnr-rgb"])
@@ -217,7 +233,9 @@ def run_bench(images, models=("vam",), baselines=ALL_BASELINES, device="auto",
             "description": (f"progcodec {net.name}" + ("" if str(model) == net.name else f" ({model})")
                             + f", weights {net.weights_digest.hex()}: one encode, "
                             f"decoded from each of its {count} layer prefixes"
-                            f"{' (layer 1: preview)' if file_preview else ''}, ladder "
+                            f"{' (layer 1: preview)' if file_preview else ''}"
+                            f"{' by independent decodes' if independent_decodes else ' in one stream (decoding time: time to the layer)'}"
+                            f", ladder "
                             f"{list(file_ladder) or 'trained'}; bpp of the real file "
                             f"prefix, header included; device {dev.type}"),
             "results": _mean_points(ours[name], count),
