@@ -16,9 +16,9 @@ def bits(likelihoods: torch.Tensor) -> torch.Tensor:
 class ProgressiveModel(CompressionModel):
     """A learned codec whose bitstream is a list of layers, each refining the last.
 
-    ``compress(x)`` returns ``{"layers": [bytes, ...], "checksums": [int, ...]}``;
-    ``decompress(layers, latent_size, checksums)`` reconstructs from any prefix
-    of those layers. ``x`` is padded to a multiple of ``stride`` by the caller.
+    ``compress(x, ladder, preview)`` returns ``{"layers": [bytes, ...], "checksums": [int, ...]}``;
+    ``decompress(layers, latent_size, checksums, ...)`` reconstructs from any prefix
+    of those layers, through ``decoder(...)``, the state that streaming decode keeps. ``x`` is padded to a multiple of ``stride`` by the caller.
     ``forward(x)`` returns the training losses (rate-distortion and aux).
     """
 
@@ -37,6 +37,21 @@ class ProgressiveModel(CompressionModel):
 
     def prepare_inference(self) -> None:
         """Build frozen float64 parameter paths and CDF tables (after loading)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def decompress(self, layers: list[bytes], latent_size: tuple[int, int], checksums=None,
+                   ladder=(), preview: bool = False, base_chunk: bool = False) -> torch.Tensor:
+        """Reconstruct from any prefix of the layers ``compress`` wrote: the model's
+        ``decoder`` state, fed every layer, then one synthesis. ``checksums`` (from
+        the file) are verified before each stage reads bits."""
+        decoder = self.decoder(latent_size, checksums, ladder, preview, base_chunk)
+        for layer in layers:
+            decoder.add(layer)
+        return decoder.reconstruct()
+
+    def decoder(self, latent_size, checksums=None, ladder=(), preview=False, base_chunk=False):
+        """An object with ``add(layer_bytes)`` and ``reconstruct() -> image tensor``."""
         raise NotImplementedError
 
     # -- the hyper-latent z, coded the same way by every model -------------

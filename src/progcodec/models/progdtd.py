@@ -179,14 +179,6 @@ class ProgDTD(ProgressiveModel):
         return {"layers": [pack_strings([z_string, strings[0]])] + strings[1:],
                 "checksums": [z_check, tensor_checksum(indexes)]}
 
-    @torch.no_grad()
-    def decompress(self, layers: list[bytes], latent_size: tuple[int, int], checksums=None,
-                   ladder=(), preview: bool = False) -> torch.Tensor:
-        decoder = self.decoder(latent_size, checksums, ladder, preview)
-        for layer in layers:
-            decoder.add(layer)
-        return decoder.reconstruct()
-
     def decoder(self, latent_size, checksums=None, ladder=(), preview: bool = False,
                 base_chunk: bool = False) -> "ProgDTDDecoder":
         self.layer_count(ladder, preview, base_chunk)   # rejects layouts progdtd never writes

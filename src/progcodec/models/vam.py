@@ -235,18 +235,6 @@ class VarianceAwareMasking(ProgressiveModel):
         verify_checksum(indexes_b, base_check, "base scale indexes")
         return hyper, self._base_coder.decode(base_string, indexes_b) + means_b
 
-    @torch.no_grad()
-    def decompress(self, layers: list[bytes], latent_size: tuple[int, int],
-                   checksums=None, ladder=(), preview: bool = False) -> torch.Tensor:
-        """Reconstruct from any prefix of the layers ``compress`` wrote.
-
-        ``checksums`` (from the file) are verified before each stage reads bits.
-        """
-        decoder = self.decoder(latent_size, checksums, ladder, preview)
-        for layer in layers:
-            decoder.add(layer)
-        return decoder.reconstruct()
-
     def decoder(self, latent_size, checksums=None, ladder=(), preview: bool = False,
                 base_chunk: bool = False) -> "VamDecoder":
         return VamDecoder(self, latent_size, checksums, ladder, preview, base_chunk)
