@@ -39,6 +39,19 @@ def test_save_encodes(tmp_path, astronaut):
     assert Image.open(path).n_frames == 5
 
 
+def test_image_sequence_walks_coarse_to_fine(encoded, by_layers):
+    from PIL import ImageSequence
+
+    frames = [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(Image.open(io.BytesIO(encoded)))]
+    assert len(frames) == len(by_layers) and all(np.array_equal(a, b) for a, b in zip(frames, by_layers))
+
+
+def test_save_with_layers(tmp_path, astronaut):
+    path = tmp_path / "three.pgc"
+    astronaut.save(path, layers=3)
+    assert path.read_bytes() == progcodec.encode(astronaut, layers=3)
+
+
 def test_junk_is_not_identified(tmp_path):
     path = tmp_path / "junk.pgc"
     path.write_bytes(b"\x89PGC" + bytes(40))

@@ -5,7 +5,7 @@ the whole file, so ``im.seek(k)`` shows the picture from k + 1 layers and
 ``im.n_frames`` counts the complete layers. Frames decode through the same
 decoder state as ``progcodec.iter_decode``: seeking forward entropy-decodes
 only the new layers. ``im.save("out.pgc")`` encodes (``model=``, ``ladder=``,
-``preview=`` as for ``progcodec.encode``).
+``preview=``, ``layers=``, ``bpp=``, ``max_bytes=`` as for ``progcodec.encode``).
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ def _save(im: Image.Image, fp, filename) -> None:
 
     options = im.encoderinfo
     fp.write(api.encode(im.convert("RGB"), model=options.get("model", "vam"), ladder=options.get("ladder"),
-                        preview=options.get("preview")))
+                        preview=options.get("preview"), layers=options.get("layers"), bpp=options.get("bpp"),
+                        max_bytes=options.get("max_bytes")))
 
 
 def register() -> None:

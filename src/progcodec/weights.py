@@ -25,7 +25,17 @@ ENV_VAR = "PROGCODEC_WEIGHTS"
 
 
 def shipped_weights_dir() -> Path:
-    """The weights that come with progcodec: the current ones, earlier releases in ``previous/``."""
+    """The weights that come with progcodec: the current ones, earlier releases in ``previous/``.
+
+    An installed package carries them as package data (``progcodec/shipped_weights/``,
+    copied there by setup.py's build step); a source checkout has them in the
+    repository's ``weights/``.
+    """
+    from importlib.resources import files
+
+    packaged = Path(str(files("progcodec"))) / "shipped_weights"
+    if packaged.is_dir():
+        return packaged
     return Path(__file__).resolve().parents[2] / "weights"
 
 
