@@ -213,16 +213,25 @@ QUIET_OPTION = click.option("-q", "--quiet", is_flag=True, help="No summary line
 @click.option("--bytes", "max_bytes", default=None, metavar="LIST",
               help="vam: the same as byte counts, e.g. 4k,16k,64k.")
 @click.option("--layers", type=int, default=None, help="Keep only the first K layers. Default: all.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Folder mode: worker processes (each loads the model once).")
 @FORCE_OPTION
 @QUIET_OPTION
 @DEVICE_OPTION
-def encode(image, output, model, ladder, preview, bpp, max_bytes, layers, force, quiet, device):
+def encode(image, output, model, ladder, preview, bpp, max_bytes, layers, jobs, force, quiet, device):
     """Compress IMAGE (any format Pillow reads, '-' for stdin) into a .pgc file.
 
-    An existing output file is never replaced without --force.
+    IMAGE may be a folder: every image below it is encoded to the same path
+    under -o OUTDIR (the tree kept), existing outputs skipped unless --force,
+    failures listed at the end. An existing output file is never replaced
+    without --force.
     """
     from . import api
 
+    if image != "-" and Path(image).is_dir():
+        options = {"model": model, "layers": layers, "device": device, "ladder": _ladder_option(ladder),
+                   "preview": preview}
+        return _bulk("encode", image, output, options, jobs, force, quiet)
     out = output or _default_output(image, ".pgc")
     if output is None and out == image and image != "-":
         out = image + ".pgc"  # IMAGE already ends in .pgc: never replace it
@@ -256,10 +265,12 @@ def encode(image, output, model, ladder, preview, bpp, max_bytes, layers, force,
                    "OUTPUT is a pattern such as out_%02d.png. Default: FILE.L%02d.png.")
 @click.option("--weights", "weights", multiple=True, type=click.Path(exists=True),
               help="Weights file or folder to search first for the weights the file was made with (repeatable).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Folder mode: worker processes.")
 @FORCE_OPTION
 @QUIET_OPTION
 @DEVICE_OPTION
-def decode(file, output, layers, each_layer, weights, force, quiet, device):
+def decode(file, output, layers, each_layer, weights, jobs, force, quiet, device):
     """Reconstruct an image from a .pgc FILE, or from any prefix of its layers.
 
     The weights are found by the id in FILE's header: --weights, then the
@@ -272,6 +283,9 @@ def decode(file, output, layers, each_layer, weights, force, quiet, device):
 
     if each_layer:
         return _decode_each_layer(file, output, layers, weights, force, quiet, device)
+    if file != "-" and Path(file).is_dir():  # every .pgc below FILE to PNG under -o OUTDIR
+        return _bulk("decode", file, output, {"layers": layers, "device": device, "weights": tuple(weights)},
+                     jobs, force, quiet)
     out = output or _default_output(file, ".decoded.png" if layers is None else f".L{layers}.png")
     _check_output(out, file, force)
     started = time.monotonic()
@@ -289,6 +303,38 @@ def decode(file, output, layers, each_layer, weights, force, quiet, device):
         used = layers or len(api.info(data)["layers"])
     _report(quiet, f"wrote {'stdout' if out == '-' else out}: {image.width}x{image.height} from {used} layer(s), "
                    f"{_size(buf.tell())}, {time.monotonic() - started:.1f} s")
+
+
+def _bulk(kind, source, output, options, jobs, force, quiet):
+    """encode/decode of a folder tree: a progress bar with images/s, failures listed at the end."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from . import bulk
+
+    if output is None:
+        raise click.UsageError(f"{kind} of a folder needs -o OUTDIR")
+    jobs_list = bulk.plan(Path(source), Path(output), kind)
+    if not jobs_list:
+        raise ProgcodecError(f"nothing to {kind} below {source}")
+    err = Console(stderr=True, quiet=quiet)
+    with Progress(TextColumn(f"[bold]{kind}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task(kind, total=len(jobs_list), rate="")
+        started = time.monotonic()
+
+        def on_event(what, job, info):
+            done = bar.tasks[0].completed + 1
+            bar.update(task, advance=1, rate=f"{done / max(time.monotonic() - started, 1e-9):.2f} images/s")
+
+        summary = bulk.run(jobs_list, kind, workers=jobs, force=force, options=options, on_event=on_event)
+    for job, reason in summary.failed:
+        click.echo(f"failed: {reason if str(job.source) in reason else f'{job.source}: {reason}'}", err=True)
+    _report(quiet, f"{kind}d {len(summary.done)} file(s) into {output} in {summary.seconds:.1f} s "
+                   f"({summary.images_per_second:.2f} images/s), skipped {len(summary.skipped)} existing, "
+                   f"{len(summary.failed)} failed")
+    if summary.failed:
+        sys.exit(1)
 
 
 def _decode_each_layer(file, pattern, layers, weights, force, quiet, device):
