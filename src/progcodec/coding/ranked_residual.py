@@ -89,11 +89,14 @@ class RankedResidualLatentCodec(nn.Module):
         self._params64 = Float64Path(self.residual_params)
         self._coder = GaussianSymbolCoder(self.gaussian_conditional)
 
-    def _parameters64(self, y_hat_base, hyper_features, schedule=None):
+    def _means_and_indexes64(self, y_hat_base, hyper_features):
         if self._params64 is None:
             self.prepare_inference()
         scales, means = self._params64(hyper_features, y_hat_base).chunk(2, 1)
-        indexes = self._coder.indexes(scales)
+        return means, self._coder.indexes(scales)
+
+    def _parameters64(self, y_hat_base, hyper_features, schedule=None):
+        means, indexes = self._means_and_indexes64(y_hat_base, hyper_features)
         return means, indexes, chunk_positions(indexes, schedule or self.schedule)
 
     def mean_fill64(self, y_base_mean, hyper_features):
@@ -112,7 +115,7 @@ class RankedResidualLatentCodec(nn.Module):
 
     def rank(self, y_top, y_hat_base, hyper_features) -> dict:
         """The residual's symbols and scale indexes in ranked order (most uncertain first)."""
-        means, indexes, _ = self._parameters64(y_hat_base, hyper_features, (1.0,))
+        means, indexes = self._means_and_indexes64(y_hat_base, hyper_features)
         order = rank_elements(indexes)
         symbols = quantize_symbols(y_top - y_hat_base, means).reshape(-1)[order]
         return {"symbols": symbols.int().tolist(), "indexes_ranked": indexes.reshape(-1)[order].tolist(),
