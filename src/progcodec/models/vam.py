@@ -171,8 +171,10 @@ class VarianceAwareMasking(ProgressiveModel):
         return {"z": z_string, "base": base_string, "ranked": ranked,
                 "checksums": [z_check, tensor_checksum(indexes_b), tensor_checksum(ranked["indexes"])]}
 
-    def _layers(self, a: dict, bounds, preview: bool, base_chunk: bool) -> list[bytes]:
-        chunks = [self.residual.encode_range(a["ranked"], start, end) for start, end in bounds]
+    @staticmethod
+    def _layers(a: dict, chunks: list[bytes], preview: bool, base_chunk: bool) -> list[bytes]:
+        """The file's layers from ``_analyse``'s z and base strings and the residual chunks."""
+        chunks = list(chunks)
         if base_chunk:
             base = [a["base"], chunks.pop(0)]
             return [a["z"], pack_strings(base)] + chunks if preview else [pack_strings([a["z"]] + base)] + chunks
@@ -182,8 +184,9 @@ class VarianceAwareMasking(ProgressiveModel):
     def compress(self, x: torch.Tensor, ladder=(), preview: bool = False) -> dict:
         """Layers: [z | base] or, with ``preview``, [z], [base]; then the residual chunks."""
         a = self._analyse(x)
-        bounds = chunk_bounds(a["ranked"]["n"], self.schedule(ladder))
-        return {"layers": self._layers(a, bounds, preview, False), "checksums": a["checksums"]}
+        chunks = [self.residual.encode_range(a["ranked"], start, end)
+                  for start, end in chunk_bounds(a["ranked"]["n"], self.schedule(ladder))]
+        return {"layers": self._layers(a, chunks, preview, False), "checksums": a["checksums"]}
 
     @torch.no_grad()
     def compress_to_budgets(self, x: torch.Tensor, budgets: list[int], preview: bool = False) -> dict:
@@ -193,32 +196,33 @@ class VarianceAwareMasking(ProgressiveModel):
         real rANS strings). Returns the layers, checksums and the ladder that reproduces them."""
         a = self._analyse(x)
         n = a["ranked"]["n"]
-        z, base = len(a["z"]), len(a["base"])
-        fixed = (z if preview else 0) + len(pack_strings([b""] * (2 if preview else 3))) + base + (0 if preview else z)
-        ends, spent, start = [], fixed, 0
+        fixed = len(a["z"]) + len(a["base"]) + len(pack_strings([b""] * (2 if preview else 3)))
+        ends, chunks, spent, start = [], [], fixed, 0
         for k, budget in enumerate(budgets, start=1):
-            def size(end):
-                return len(self.residual.encode_range(a["ranked"], start, end))
+            def chunk(end):
+                return self.residual.encode_range(a["ranked"], start, end)
             if k == 1 and budget < fixed:
                 raise ValueError(f"the first target is below the base layer ({fixed} B of payload)")
             if start >= n:
                 raise ValueError(f"target {k} lies beyond the whole file (at most {spent} B of payload)")
             lo, hi = start + 1, n        # the largest end whose chunk fits (at least one element)
+            best = chunk(lo)
             while lo < hi:
                 mid = (lo + hi + 1) // 2
-                if spent + size(mid) <= budget:
-                    lo = mid
+                string = chunk(mid)
+                if spent + len(string) <= budget:
+                    lo, best = mid, string
                 else:
                     hi = mid - 1
-            if lo == n and spent + size(n) < budget - max(0.03 * budget, 256):
-                raise ValueError(f"target {k} lies beyond the whole file (at most {spent + size(n)} B of payload)")
+            if lo == n and spent + len(best) < budget - max(0.03 * budget, 256):
+                raise ValueError(f"target {k} lies beyond the whole file (at most {spent + len(best)} B of payload)")
             ends.append(lo)
-            spent += size(lo)
+            chunks.append(best)
+            spent += len(best)
             start = lo
         ladder = tuple(share_of(e, n) for e in ends)
-        bounds = chunk_bounds(n, ladder_to_schedule(ladder))
-        assert [b for _, b in bounds] == ends
-        return {"layers": self._layers(a, bounds, preview, True), "checksums": a["checksums"], "ladder": ladder}
+        assert [b for _, b in chunk_bounds(n, ladder_to_schedule(ladder))] == ends
+        return {"layers": self._layers(a, chunks, preview, True), "checksums": a["checksums"], "ladder": ladder}
 
     @torch.no_grad()
     def decode_base(self, base_layer: bytes, latent_size: tuple[int, int],
