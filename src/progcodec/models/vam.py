@@ -206,7 +206,7 @@ class VarianceAwareMasking(ProgressiveModel):
             if start >= n:
                 raise ValueError(f"target {k} lies beyond the whole file (at most {spent} B of payload)")
             lo, hi = start + 1, n        # the largest end whose chunk fits (at least one element)
-            best = chunk(lo)
+            best = None
             while lo < hi:
                 mid = (lo + hi + 1) // 2
                 string = chunk(mid)
@@ -214,6 +214,8 @@ class VarianceAwareMasking(ProgressiveModel):
                     lo, best = mid, string
                 else:
                     hi = mid - 1
+            if best is None:             # not even one element fits: it overshoots, within tolerance
+                best = chunk(lo)
             if lo == n and spent + len(best) < budget - max(0.03 * budget, 256):
                 raise ValueError(f"target {k} lies beyond the whole file (at most {spent + len(best)} B of payload)")
             ends.append(lo)
