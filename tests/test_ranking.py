@@ -125,3 +125,30 @@ def test_real_model_chunks_are_complementary(net, astronaut):
     assert len(chunks) == net.num_layers - 1
     _covers_exactly_once(chunks, indexes.numel())
     assert all(c.numel() > 0 for c in chunks)
+
+
+@pytest.mark.parametrize("symbol, index", [(2, 30), (0, 0), (-7, 10), (100, 30), (-300, 5), (3, 63)])
+def test_a_one_element_chunk_codes_and_decodes(net, symbol, index):
+    """A chunk of one element (rate targets where nothing more fits, long ladders on small
+    images) is a one-symbol rANS stream, which CompressAI's encoder alone would crash on."""
+    coder = net.residual._coder
+    string = coder.encode(torch.tensor([float(symbol)]), torch.tensor([index], dtype=torch.int32))
+    assert coder.decode(string, torch.tensor([index], dtype=torch.int32)).tolist() == [float(symbol)]
+
+
+def test_rate_target_on_the_base_alone_sends_one_element(astronaut, net):
+    """A first target of exactly the base layer (as the error for a smaller one names it):
+    no residual element fits, and the first one goes anyway."""
+    import re
+
+    import progcodec
+    from progcodec.errors import ProgcodecError
+
+    full = len(progcodec.encode(astronaut, ladder=2, preview=False))
+    with pytest.raises(ProgcodecError, match="below the base layer") as e:
+        progcodec.encode(astronaut, max_bytes=[1, full])
+    base = int(re.search(r"\((\d+) B\)", str(e.value)).group(1))
+    data = progcodec.encode(astronaut, max_bytes=[base, full + 50])
+    assert progcodec.info(data)["layers"][0]["cumulative_bytes"] <= base + 256
+    assert progcodec.decode(data, layers=1).size == (96, 64)
+    assert progcodec.decode(data).size == (96, 64)

@@ -66,6 +66,11 @@ class GaussianSymbolCoder:
     def encode_lists(self, symbols: list[int], indexes: list[int]) -> bytes:
         if not symbols:
             return b""
+        if len(symbols) == 1:
+            # CompressAI 1.2.8's RansEncoder corrupts the heap ("double free or corruption")
+            # on a one-symbol stream. rANS decodes in order, so a padding symbol after it,
+            # coded with the same table, is never read by a decoder that asks for one.
+            symbols, indexes = [symbols[0], 0], [indexes[0], indexes[0]]
         return RansEncoder().encode_with_indexes(symbols, indexes, self.cdfs, self.cdf_lengths, self.offsets)
 
     def decode(self, string: bytes, indexes: torch.Tensor) -> torch.Tensor:
