@@ -44,8 +44,6 @@ MAX_CHECKSUMS = 8
 MAX_SIDE = 1 << 15
 MAX_PIXELS = 1 << 24          # 16.7 megapixels: the most the codec encodes; a header claiming more is lying
 MAX_LAYER_BYTES = 1 << 30
-# The largest header any file can have: a client that fetches this many bytes first has it whole.
-MAX_HEADER_BYTES = 4 + 2 + MAX_NAME + 8 + 10 + 1 + 4 * MAX_CHECKSUMS + 8 * MAX_LAYERS + 2 + 4 * MAX_LAYERS + 4
 
 
 @dataclass(frozen=True)
@@ -103,8 +101,12 @@ def _check_header_fields(model: str, digest: bytes, width: int, height: int,
 
 
 def header_size(model: str, num_layers: int, num_checksums: int, ladder_len: int) -> int:
-    """Bytes of a version-2 header: what a rate target must leave room for."""
+    """Bytes of a version-2 header (the layout of ``build``): what a rate target must leave room for."""
     return 4 + 2 + len(model) + 8 + 10 + 1 + 4 * num_checksums + 8 * num_layers + 1 + 1 + 4 * ladder_len + 4
+
+
+# The largest header any file can have: a client that fetches this many bytes first has it whole.
+MAX_HEADER_BYTES = header_size("x" * MAX_NAME, MAX_LAYERS, MAX_CHECKSUMS, MAX_LAYERS)
 
 
 def build(model: str, weights_digest: bytes, width: int, height: int,
@@ -193,27 +195,12 @@ def parse(data: bytes) -> PgcFile:
     ``ContainerError`` when not even the first layer is usable.
     """
     data = bytes(data)
-    header, pos = parse_header(data)
-    result = PgcFile(header, pos, [])
-    for index, (length, crc) in enumerate(zip(header.layer_lengths, header.layer_crcs), start=1):
-        if pos == len(data) and length:
-            break  # cut on a layer boundary: a valid shorter file (an empty layer there is complete)
-        if pos + length > len(data):
-            result.problems.append(f"file is cut inside layer {index}; decoding {index - 1} complete layer(s)")
-            break
-        layer = data[pos:pos + length]
-        if zlib.crc32(layer) != crc:
-            result.problems.append(f"layer {index} is corrupt (CRC mismatch); decoding the {index - 1} layer(s) before it")
-            break
-        result.layers.append(layer)
-        pos += length
-    else:
-        if pos < len(data):
-            result.problems.append(f"ignored {len(data) - pos} trailing byte(s) after the last layer")
-    if not result.layers:
-        reason = result.problems[0] if result.problems else "file holds no complete layer"
-        raise ContainerError(reason.split(";")[0])
-    return result
+    stream = LayerStream()
+    stream.feed(data)
+    if stream.header is None:
+        parse_header(data)  # raises the header's own error (bad magic, truncated)
+    stream.close()
+    return PgcFile(stream.header, stream.header_size, stream.layers, stream.problems)
 
 
 def layer_ranges(data: bytes) -> list[tuple[int, int]]:
