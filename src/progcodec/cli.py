@@ -360,7 +360,6 @@ def _decode_each_layer(file, pattern, layers, weights, force, quiet, device):
     try:
         for count, image in api.iter_decode(source, device=device, weights=weights):
             out = pattern % count
-            _check_output(out, file, force)
             buf = io.BytesIO()
             image.save(buf, format=fmt)
             _write_output(out, buf.getvalue(), file, force)

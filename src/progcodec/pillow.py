@@ -32,7 +32,6 @@ class PgcImageFile(ImageFile.ImageFile):
             pgc = container.parse(data)
         except ContainerError as e:
             raise SyntaxError(str(e)) from None
-        self._data = data
         self._pgc = pgc
         self._mode = "RGB"
         self._size = (pgc.header.width, pgc.header.height)

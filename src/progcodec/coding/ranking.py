@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 # Cumulative fractions of ranked residual elements at the end of each chunk:
@@ -43,8 +45,6 @@ def share_of(count: int, num_elements: int) -> int:
 def even_quality_schedule(chunks: int, curve=QUALITY_CURVE) -> tuple[float, ...]:
     """``chunks`` cumulative shares ending at 1.0, equally spaced in quality along ``curve``
     (interpolated linearly in log share, and linearly in share below the first measured point)."""
-    import math
-
     if chunks < 1:
         raise ValueError("a ladder needs at least one residual chunk")
     shares = []
@@ -56,15 +56,11 @@ def even_quality_schedule(chunks: int, curve=QUALITY_CURVE) -> tuple[float, ...]
                 share = s0 + t * (s1 - s0) if s0 == 0 else math.exp(math.log(s0) + t * (math.log(s1) - math.log(s0)))
                 break
         shares.append(share)
-    ladder = list(schedule_to_ladder_unchecked(shares))
+    ladder = [min(SHARE_UNIT, max(1, round(f * SHARE_UNIT))) for f in shares]
     for i in range(1, len(ladder)):      # keep strictly rising after rounding to the unit
         ladder[i] = max(ladder[i], ladder[i - 1] + 1)
     ladder[-1] = SHARE_UNIT
     return ladder_to_schedule(ladder)
-
-
-def schedule_to_ladder_unchecked(shares) -> list[int]:
-    return [min(SHARE_UNIT, max(1, int(round(f * SHARE_UNIT)))) for f in shares]
 
 
 def validate_schedule(schedule, complete: bool = True) -> tuple[float, ...]:

@@ -269,9 +269,12 @@ class VamDecoder:
             self.hyper, self.y_hat_base = m._decode_z_and_base(layer, None, self.latent_size, self.z_check)
             self.z_string = layer
         elif self.layers == 0 or (self.layers == 1 and self.preview):
-            strings = unpack_strings(layer, 1 + int(not self.preview) + int(self.base_chunk)) \
-                if self.base_chunk or not self.preview else [layer]
-            z_string = self.z_string if self.preview else strings.pop(0)
+            # the base layer: [z |] base [| first chunk], packed unless it is the base alone
+            if self.preview:
+                z_string = self.z_string
+                strings = unpack_strings(layer, 2) if self.base_chunk else [layer]
+            else:
+                z_string, *strings = unpack_strings(layer, 3 if self.base_chunk else 2)
             self.hyper, self.y_hat_base = m._decode_z_and_base(z_string, strings[0], self.latent_size,
                                                                self.z_check, self.base_check)
             self.residual = m.residual.start_decoding(self.y_hat_base, self.hyper, self.residual_check, self.schedule)
