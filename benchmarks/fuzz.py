@@ -215,7 +215,8 @@ class Sample:
                                list(self.layers if layers is None else layers),
                                tuple(h.checksums if checksums is None else checksums),
                                preview=h.preview if preview is None else preview,
-                               ladder=h.ladder if ladder is None else ladder)
+                               ladder=h.ladder if ladder is None else ladder,
+                               base_chunk=h.base_chunk, fine_ladder=h.fine_ladder)
 
 
 U32 = (1 << 32) - 1

@@ -164,9 +164,9 @@ def test_short_or_foreign_data_is_an_error(data):
         parse(data)
 
 
-@pytest.mark.parametrize("version", [0, 3, 255])
+@pytest.mark.parametrize("version", [0, 4, 255])
 def test_unknown_version_is_an_error(fuzzlib, sample, version):
-    with pytest.raises(ContainerError, match=f"version {version} .this build reads 1, 2"):
+    with pytest.raises(ContainerError, match=f"version {version} .this build reads 1, 2, 3"):
         parse(fuzzlib.set_field(sample.data, "version", version))
 
 
@@ -198,10 +198,23 @@ def test_version_2_layout_and_ladder_round_trip(preview, ladder):
     assert parse(data).header_size == container.header_size("vam", len(LAYERS), len(CHECKS), len(ladder))
 
 
+def test_version_3_is_written_only_for_a_fine_ladder():
+    """The lowest version that expresses a file: readers of version 2 keep reading every
+    file that needs nothing newer, and refuse a fine ladder by its version, cleanly."""
+    data = build("progdtd", DIGEST, 97, 31, LAYERS, CHECKS, ladder=(1 << 15, 3 << 16, 5 << 16), fine_ladder=True)
+    h = parse(data).header
+    assert (h.version, h.fine_ladder, h.ladder, h.preview, h.base_chunk) == (3, True, (1 << 15, 3 << 16, 5 << 16),
+                                                                              False, False)
+    assert parse(prefix(data, 1)).header.version == 3
+    assert parse(build("progdtd", DIGEST, 97, 31, LAYERS, CHECKS, ladder=(1, 3, 5))).header.version == 2
+
+
 def test_a_bad_layout_byte_or_ladder_is_refused(fuzzlib):
     data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=True, ladder=(1, 2))
     with pytest.raises(ContainerError, match="layout"):
-        parse(fuzzlib.set_field(data, "layout", 4))
+        parse(fuzzlib.set_field(data, "layout", 4))     # the fine-ladder bit is version 3's
+    with pytest.raises(ContainerError, match="layout"):
+        parse(fuzzlib.set_field(fuzzlib.set_field(data, "version", 3), "layout", 8))
     with pytest.raises(ContainerError):
         parse(fuzzlib.set_field(data, "ladder_len", MAX_LAYERS + 1))
     with pytest.raises(ContainerError):

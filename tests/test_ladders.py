@@ -127,6 +127,31 @@ def test_version_1_files_decode_and_match_a_new_encode(name, layers):
     assert again.header.checksums == pgc.header.checksums
 
 
+# Files of the later versions, with what wrote them (the weights they name, these options).
+LATER_VERSIONS = [
+    ("v2_vam_80x56.pgc", 2, {}),
+    ("v2_progdtd_80x56.pgc", 2, {}),
+    ("v3_progdtd_80x56.pgc", 3, {"max_bytes": [362, 582, 810]}),
+]
+
+
+@pytest.mark.parametrize("name, version, options", LATER_VERSIONS)
+def test_files_of_later_versions_decode_and_are_what_an_encode_writes(name, version, options):
+    """tests/data/v{2,3}_*.pgc: every layer decodes through the weights search, and
+    encoding the same image with the same weights and options writes the same bytes."""
+    data = (DATA / name).read_bytes()
+    pgc = container.parse(data)
+    assert pgc.header.version == version and not pgc.problems
+    from skimage import data as samples
+
+    original = np.asarray(Image.fromarray(samples.chelsea()).resize((80, 56), Image.LANCZOS), dtype=float)
+    mse = [np.mean((_pixels(progcodec.decode(data, layers=k)).astype(float) - original) ** 2)
+           for k in range(1, len(pgc.layers) + 1)]
+    assert mse[-1] < mse[0] and 10 * np.log10(255**2 / mse[-1]) > 24
+    weights = find_weights(pgc.header.weights_digest, pgc.header.model)
+    assert progcodec.encode(original.astype(np.uint8), model=str(weights), **options) == data
+
+
 # -- rate targets ------------------------------------------------------------------------------------------
 
 
@@ -164,6 +189,54 @@ def test_byte_targets_are_met_and_every_prefix_decodes(big_astronaut, preview, n
                for k, a in enumerate(streamed, start=1))
 
 
+def test_progdtd_byte_targets_are_met_and_every_prefix_decodes(big_astronaut, net):
+    """progdtd lands on targets finer than a channel: a fine ladder (version 3) whose
+    partial channels send their elements most uncertain first."""
+    plain = progcodec.encode(big_astronaut, model="progdtd")
+    ends = [layer["cumulative_bytes"] for layer in progcodec.info(plain)["layers"]]
+    targets = [ends[0] + 40, ends[0] + 200, (ends[2] + ends[3]) // 2, ends[-1] - 10]
+    data = progcodec.encode(big_astronaut, model="progdtd", max_bytes=targets)
+    header = container.parse(data).header
+    assert header.fine_ladder and header.version == 3 and not header.base_chunk
+    meta = progcodec.info(data)
+    got = [layer["cumulative_bytes"] for layer in meta["layers"]]
+    for end, target in zip(got, targets):
+        assert abs(end - target) <= max(0.03 * target, 256) and end <= target, (end, target)
+    original = np.asarray(big_astronaut, dtype=float)
+    mse = []
+    for layer in meta["layers"]:
+        k = layer["index"]
+        image = _pixels(progcodec.decode(data, layers=k))
+        assert np.array_equal(_pixels(progcodec.decode(data[:layer["cumulative_bytes"]])), image)
+        mse.append(np.mean((image.astype(float) - original) ** 2))
+    streamed = [image for _, image in progcodec.iter_decode(data)]
+    assert all(np.array_equal(_pixels(a), _pixels(progcodec.decode(data, layers=k)))
+               for k, a in enumerate(streamed, start=1))
+    # all of the trained channels, however the layers split them: the plain file's picture
+    assert np.array_equal(_pixels(progcodec.decode(data)), _pixels(progcodec.decode(plain)))
+    assert mse[-1] < mse[0]
+
+
+def test_progdtd_bad_rate_targets_are_clear_errors(big_astronaut, net):
+    plain = progcodec.encode(big_astronaut, model="progdtd")
+    ends = [layer["cumulative_bytes"] for layer in progcodec.info(plain)["layers"]]
+    with pytest.raises(ProgcodecError, match="below the base layer"):
+        progcodec.encode(big_astronaut, model="progdtd", max_bytes=[200, ends[-1]])
+    with pytest.raises(ProgcodecError, match=r"beyond the whole file \(at most \d+ B\)"):
+        progcodec.encode(big_astronaut, model="progdtd", max_bytes=[ends[1], ends[-1] * 3])
+
+
+def test_fine_ladder_values_give_back_every_element_count():
+    from progcodec.models.progdtd import CHANNEL_UNIT, _fine_end, _fine_value
+
+    for per_channel in (1, 3, 16, 1536, 4097, CHANNEL_UNIT):
+        for end in sorted({0, 1, per_channel - 1, per_channel, 7 * per_channel + per_channel // 3, 192 * per_channel}):
+            assert _fine_end(_fine_value(end, per_channel), per_channel) == end
+    with pytest.raises(ValueError, match="too many"):
+        for end in range(1, 200):
+            _fine_value(end, CHANNEL_UNIT * 3)
+
+
 def test_bpp_targets_equal_the_same_byte_targets(big_astronaut, net):
     base, full = _base_and_full(big_astronaut)
     bpp = [round((base + f * (full - base)) * 8 / 256**2, 4) for f in (0.2, 0.7)]
@@ -182,8 +255,8 @@ def test_bad_rate_targets_are_clear_errors(big_astronaut, net):
         progcodec.encode(big_astronaut, max_bytes=[full, base + 100])
     with pytest.raises(ProgcodecError, match="not both"):
         progcodec.encode(big_astronaut, max_bytes=[full], bpp=[1.0])
-    with pytest.raises(ProgcodecError, match="vam"):
-        progcodec.encode(big_astronaut, model="progdtd", bpp=[1.0])
+    with pytest.raises(ProgcodecError, match="no preview"):
+        progcodec.encode(big_astronaut, model="progdtd", bpp=[1.0], preview=True)
     with pytest.raises(ProgcodecError, match="at most 64 layers"):
         progcodec.encode(big_astronaut, max_bytes=list(range(base, base + 65)))
 

@@ -87,9 +87,9 @@ def encode(image, model="vam", layers: int | None = None, device: str = "auto",
     """Compress an image (path, bytes, PIL image or uint8 array) into ``.pgc`` bytes.
 
     ``layers`` keeps only the first K layers; ``ladder`` and ``preview`` choose
-    them (see :func:`file_ladder`). Or rate targets (vam): ``bpp`` or
-    ``max_bytes``, rising cumulative sizes, one layer each (after the preview
-    layer, if asked for), each met within 3 % or 256 bytes. ``model`` is a
+    them (see :func:`file_ladder`). Or rate targets: ``bpp`` or ``max_bytes``,
+    rising cumulative sizes, one layer each (after vam's preview layer, if
+    asked for), each met within 3 % or 256 bytes. ``model`` is a
     model name, a weights path or an already loaded model.
     """
     from .image import load_image, pad, to_tensor
@@ -112,8 +112,6 @@ def _encode_to_targets(net, im, x, bpp, max_bytes, preview, ladder, layers) -> b
         raise ProgcodecError("give rate targets as bpp or as bytes, not both")
     if ladder is not None or layers is not None:
         raise ProgcodecError("rate targets choose the ladder: they go without ladder and layers")
-    if not hasattr(net, "compress_to_budgets"):
-        raise ProgcodecError(f"rate targets are for vam files; {net.name} takes --ladder N")
     pixels = im.width * im.height
     targets = [float(t) * pixels / 8 for t in bpp] if bpp is not None else [float(t) for t in max_bytes]
     if not targets or any(t <= 0 for t in targets) or any(b <= a for a, b in zip(targets, targets[1:])):
@@ -131,7 +129,8 @@ def _encode_to_targets(net, im, x, bpp, max_bytes, preview, ladder, layers) -> b
         message = re.sub(r"(\d+) B of payload", lambda m: unit(int(m.group(1)) + head), str(e))
         raise ProgcodecError(f"bad rate targets: {message}") from None
     return container.build(net.name, net.weights_digest, im.width, im.height, out["layers"], out["checksums"],
-                           preview=preview, ladder=out["ladder"], base_chunk=True)
+                           preview=preview, ladder=out["ladder"], base_chunk=out.get("base_chunk", False),
+                           fine_ladder=out.get("fine_ladder", False))
 
 
 def _parse(data: bytes) -> container.PgcFile:
@@ -214,14 +213,15 @@ def _decoder_for(header: container.Header, model, weights, device):
             f"file was encoded with {header.model} weights {header.weights_digest.hex()}, "
             f"but the loaded weights are {net.name} {net.weights_digest.hex()}")
     try:
-        count = net.layer_count(header.ladder, header.preview, header.base_chunk)
+        count = net.layer_count(header.ladder, header.preview, header.base_chunk, header.fine_ladder)
     except ValueError:
         raise ProgcodecError("corrupt header (its ladder does not fit the model)") from None
     if header.num_layers > count or len(header.checksums) != net.num_checksums:
         raise ProgcodecError("corrupt header (layer or checksum count does not fit the model)")
     ph, pw = padded_size(header.height, header.width, net.stride)
     decoder = net.decoder((ph // net.latent_stride, pw // net.latent_stride), header.checksums,
-                          ladder=header.ladder, preview=header.preview, base_chunk=header.base_chunk)
+                          ladder=header.ladder, preview=header.preview, base_chunk=header.base_chunk,
+                          fine_ladder=header.fine_ladder)
     return decoder, lambda x_hat: to_pil(crop(x_hat, header.height, header.width))
 
 
@@ -239,7 +239,7 @@ def info(data: bytes) -> dict:
         "model": header.model, "width": header.width, "height": header.height,
         "weights": header.weights_digest.hex(), "format_version": header.version,
         "declared_layers": header.num_layers, "layers": layers,
-        "preview": header.preview, "ladder": list(header.ladder) or "trained",
+        "preview": header.preview, "ladder": list(header.ladder) or "trained", "fine_ladder": header.fine_ladder,
     }
 
 

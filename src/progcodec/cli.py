@@ -208,10 +208,11 @@ QUIET_OPTION = click.option("-q", "--quiet", is_flag=True, help="No summary line
 @click.option("--preview/--no-preview", default=None,
               help="vam: layer 1 is a ~400-byte preview (z alone). Default: on for vam.")
 @click.option("--bpp", "bpp", default=None, metavar="LIST",
-              help="vam: rate targets, one layer each, e.g. 0.1,0.25,0.5,1 (cumulative, header included; "
-                   "the first layer is the base plus as much of the residual as fits).")
+              help="Rate targets, one layer each, e.g. 0.1,0.25,0.5,1 (cumulative, header included; each met "
+                   "within 3 % or 256 bytes). The first layer is vam's base, or progdtd's z, plus as much of "
+                   "the rest as fits.")
 @click.option("--bytes", "max_bytes", default=None, metavar="LIST",
-              help="vam: the same as byte counts, e.g. 4k,16k,64k.")
+              help="The same as byte counts, e.g. 4k,16k,64k.")
 @click.option("--layers", type=int, default=None, help="Keep only the first K layers. Default: all.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Folder mode: worker processes (each loads the model once).")
@@ -408,6 +409,10 @@ def info(file, as_json):
         ladder = "trained ladder"
     elif meta["model"] == "vam":   # cumulative residual shares, stored in units of 2**-24
         ladder = "residual shares " + ",".join(f"{q / 2**24:.3g}" for q in meta["ladder"])
+    elif meta["fine_ladder"]:      # channel counts in units of 2**-16
+        from .container import FINE_CHANNEL_UNIT
+
+        ladder = "channels " + ",".join(f"{v / FINE_CHANNEL_UNIT:.4f}" for v in meta["ladder"])
     else:
         ladder = "channels " + ",".join(map(str, meta["ladder"]))
     click.echo(f"{file}: {meta['model']} {meta['width']}x{meta['height']}, "

@@ -13,7 +13,9 @@ Layout (all integers big-endian)::
     lengths   I*layers           byte length of each layer
     crcs      I*layers           CRC32 of each layer
     layout    B                  (version 2) bit 0: layer 1 is a preview (z alone);
-                                 bit 1: the base layer also carries the first residual chunk
+                                 bit 1: the base layer also carries the first residual chunk;
+                                 (version 3) bit 2: a fine ladder (progdtd: channel counts in
+                                 units of 2**-16, a partial channel sent most uncertain first)
     ladder    B + I*n            (version 2) the model's ladder: vam's cumulative residual
                                  shares in units of 2**-24, progdtd's channel counts;
                                  n = 0: the model's default ladder
@@ -21,7 +23,8 @@ Layout (all integers big-endian)::
     payload   layer 1 | layer 2 | ...
 
 Version 1 files (no layout, no ladder: the default ladder, no preview) still
-parse. A prefix of the file that ends on a layer boundary is a valid file with
+parse. A file is written with the lowest version that expresses it (3 only
+for a fine ladder), so older readers keep reading what they can. A prefix of the file that ends on a layer boundary is a valid file with
 fewer layers: the header stays as written and the parser counts complete layers.
 """
 
@@ -34,10 +37,13 @@ from dataclasses import dataclass, field
 from .errors import ContainerError
 
 MAGIC = b"\x89PGC"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3             # the newest version this build writes
+READABLE_VERSIONS = (1, 2, 3)
 LAYOUT_PREVIEW = 1
 LAYOUT_BASE_CHUNK = 2
+LAYOUT_FINE_LADDER = 4         # from version 3
+FINE_CHANNEL_UNIT = 1 << 16    # a fine ladder's channel counts are in units of 2**-16
+LAYOUT_BITS = {2: LAYOUT_PREVIEW | LAYOUT_BASE_CHUNK, 3: LAYOUT_PREVIEW | LAYOUT_BASE_CHUNK | LAYOUT_FINE_LADDER}
 MAX_NAME = 32
 MAX_LAYERS = 64
 MAX_CHECKSUMS = 8
@@ -59,6 +65,7 @@ class Header:
     ladder: tuple[int, ...] = ()      # () : the model's default ladder
     version: int = FORMAT_VERSION
     base_chunk: bool = False          # the base layer also holds the first residual chunk
+    fine_ladder: bool = False         # progdtd: ladder in 2**-16 channels, partial channels ranked by σ
 
     @property
     def num_layers(self) -> int:
@@ -110,8 +117,9 @@ MAX_HEADER_BYTES = header_size("x" * MAX_NAME, MAX_LAYERS, MAX_CHECKSUMS, MAX_LA
 
 
 def build(model: str, weights_digest: bytes, width: int, height: int,
-          layers: list[bytes], checksums=(), preview: bool = False, ladder=(), base_chunk: bool = False) -> bytes:
-    """Serialise a header and its layers into one (version 2) ``.pgc`` file."""
+          layers: list[bytes], checksums=(), preview: bool = False, ladder=(), base_chunk: bool = False,
+          fine_ladder: bool = False) -> bytes:
+    """Serialise a header and its layers into one ``.pgc`` file (version 2, or 3 for a fine ladder)."""
     lengths = [len(b) for b in layers]
     crcs = [zlib.crc32(b) for b in layers]
     ladder = tuple(int(v) for v in ladder)
@@ -119,14 +127,14 @@ def build(model: str, weights_digest: bytes, width: int, height: int,
     name = model.encode("ascii")
     head = b"".join([
         MAGIC,
-        struct.pack(">BB", FORMAT_VERSION, len(name)), name,
+        struct.pack(">BB", 3 if fine_ladder else 2, len(name)), name,
         weights_digest,
         struct.pack(">IIH", width, height, len(layers)),
         struct.pack(f">B{len(checksums)}I", len(checksums), *checksums),
         struct.pack(f">{len(layers)}I", *lengths),
         struct.pack(f">{len(layers)}I", *crcs),
-        struct.pack(f">BB{len(ladder)}I", (LAYOUT_PREVIEW if preview else 0) | (LAYOUT_BASE_CHUNK if base_chunk else 0),
-                    len(ladder), *ladder),
+        struct.pack(f">BB{len(ladder)}I", (LAYOUT_PREVIEW if preview else 0) | (LAYOUT_BASE_CHUNK if base_chunk else 0)
+                    | (LAYOUT_FINE_LADDER if fine_ladder else 0), len(ladder), *ladder),
     ])
     return head + struct.pack(">I", zlib.crc32(head)) + b"".join(layers)
 
@@ -172,7 +180,7 @@ def parse_header(data: bytes) -> tuple[Header, int]:
     layout, ladder = 0, ()
     if version >= 2:
         layout, ladder_len = r.unpack(">BB")
-        if layout & ~(LAYOUT_PREVIEW | LAYOUT_BASE_CHUNK) or ladder_len > MAX_LAYERS:
+        if layout & ~LAYOUT_BITS[version] or ladder_len > MAX_LAYERS:
             raise ContainerError("corrupt header (layout or ladder)")
         ladder = r.unpack(f">{ladder_len}I")
     (header_crc,) = r.unpack(">I")
@@ -184,7 +192,8 @@ def parse_header(data: bytes) -> tuple[Header, int]:
         raise ContainerError("corrupt header (model name)") from None
     _check_header_fields(model, digest, width, height, checksums, lengths, crcs, ladder)
     return Header(model, digest, width, height, tuple(checksums), tuple(lengths), tuple(crcs),
-                  bool(layout & LAYOUT_PREVIEW), tuple(ladder), version, bool(layout & LAYOUT_BASE_CHUNK)), r.pos
+                  bool(layout & LAYOUT_PREVIEW), tuple(ladder), version, bool(layout & LAYOUT_BASE_CHUNK),
+                  bool(layout & LAYOUT_FINE_LADDER)), r.pos
 
 
 def parse(data: bytes) -> PgcFile:

@@ -41,16 +41,17 @@ class ProgressiveModel(CompressionModel):
 
     @torch.no_grad()
     def decompress(self, layers: list[bytes], latent_size: tuple[int, int], checksums=None,
-                   ladder=(), preview: bool = False, base_chunk: bool = False) -> torch.Tensor:
+                   ladder=(), preview: bool = False, base_chunk: bool = False,
+                   fine_ladder: bool = False) -> torch.Tensor:
         """Reconstruct from any prefix of the layers ``compress`` wrote: the model's
         ``decoder`` state, fed every layer, then one synthesis. ``checksums`` (from
         the file) are verified before each stage reads bits."""
-        decoder = self.decoder(latent_size, checksums, ladder, preview, base_chunk)
+        decoder = self.decoder(latent_size, checksums, ladder, preview, base_chunk, fine_ladder)
         for layer in layers:
             decoder.add(layer)
         return decoder.reconstruct()
 
-    def decoder(self, latent_size, checksums=None, ladder=(), preview=False, base_chunk=False):
+    def decoder(self, latent_size, checksums=None, ladder=(), preview=False, base_chunk=False, fine_ladder=False):
         """An object with ``add(layer_bytes)`` and ``reconstruct() -> image tensor``."""
         raise NotImplementedError
 

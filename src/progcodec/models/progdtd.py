@@ -17,6 +17,12 @@ Bitstream choice: z is sent whole in layer 1 (it costs ~1-2% of the file),
 so every y group is coded with the scales that full-z training (k = M) taught;
 layer L then holds y's channel group L. Decoding L layers zero-fills the
 later channels, exactly as in training.
+
+Rate targets need finer steps than a channel (an early channel of a Kodak
+image costs ~500 bytes): a *fine ladder* counts channels in units of 2**-16,
+and the channel a layer ends inside sends its elements most uncertain first
+(integer scale index, ties by position), as variance-aware masking ranks its
+residual. Elements not received stay zero, the mean of every y element here.
 """
 
 from __future__ import annotations
@@ -25,16 +31,20 @@ import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import nn
 
+from ..coding.budgets import fit_ranges
 from ..coding.gaussian import (
     Float64Path, GaussianSymbolCoder, ste_round, tensor_checksum, verify_checksum,
 )
-from ..container import pack_strings, unpack_strings
+from ..container import FINE_CHANNEL_UNIT, pack_strings, unpack_strings
 from .base import ProgressiveModel
 from .transforms import GDN, conv, deconv, synthesis, transform_precision
 
 # Share of y's channels at the end of each layer: fine steps first, where each
 # channel matters most (for M=192: 8, 16, 24, 32, 48, 64, 96, 128, 160, 192).
 DEFAULT_GROUP_FRACTIONS = (1 / 24, 1 / 12, 1 / 8, 1 / 6, 1 / 4, 1 / 3, 1 / 2, 2 / 3, 5 / 6, 1.0)
+
+# Fine ladders: channel counts in units of 2**-16 (exact for up to 2**16 elements a channel).
+CHANNEL_UNIT = FINE_CHANNEL_UNIT
 
 
 class ProgDTD(ProgressiveModel):
@@ -148,53 +158,113 @@ class ProgDTD(ProgressiveModel):
             counts[i] = max(counts[i], i + 1 if i == 0 else counts[i - 1] + 1)
         return tuple(self.groups(counts))
 
-    def groups(self, ladder=()) -> tuple[int, ...]:
-        """Channel counts from a header ladder; () is the trained groups (version-1 files)."""
+    def groups(self, ladder=(), fine_ladder: bool = False) -> tuple[int, ...]:
+        """Channel counts from a header ladder (in units of CHANNEL_UNIT for a fine one);
+        () is the trained groups (version-1 files)."""
         if not ladder:
+            if fine_ladder:
+                raise ValueError("a fine ladder is always written out")
             return self.channel_groups
         ladder = tuple(int(c) for c in ladder)
-        if ladder[0] < 1 or ladder[-1] > self.M or any(b <= a for a, b in zip(ladder, ladder[1:])):
+        top = self.M * (CHANNEL_UNIT if fine_ladder else 1)
+        if ladder[0] < 1 or ladder[-1] > top or any(b <= a for a, b in zip(ladder, ladder[1:])):
             raise ValueError(f"channel counts must rise strictly, from 1 up to at most M={self.M}")
         return ladder
 
-    def layer_count(self, ladder=(), preview: bool = False, base_chunk: bool = False) -> int:
+    def layer_count(self, ladder=(), preview: bool = False, base_chunk: bool = False,
+                    fine_ladder: bool = False) -> int:
         if preview or base_chunk:
             raise ValueError("progdtd files have neither a preview layer nor a base chunk")
-        return len(self.groups(ladder))
+        return len(self.groups(ladder, fine_ladder))
 
-    def _group_bounds(self, ladder=()):
-        groups = self.groups(ladder)
-        return list(zip((0,) + groups[:-1], groups))
+    def _element_bounds(self, per_channel: int, ladder=(), fine_ladder: bool = False) -> list[tuple[int, int]]:
+        """[start, end) of each layer in the element order of :meth:`_element_order`."""
+        groups = self.groups(ladder, fine_ladder)
+        ends = [_fine_end(v, per_channel) for v in groups] if fine_ladder else [c * per_channel for c in groups]
+        return list(zip([0] + ends[:-1], ends))
+
+    @staticmethod
+    def _element_order(indexes: torch.Tensor, fine_ladder: bool) -> torch.Tensor:
+        """Flat positions in sending order: channel by channel; inside each channel, in
+        memory order, or (fine ladder) most uncertain first, ties by position."""
+        channels = indexes.shape[1]
+        per_channel = indexes[0, 0].numel()
+        if not fine_ladder:
+            return torch.arange(channels * per_channel)
+        flat = indexes.reshape(channels, per_channel).to(torch.int64)
+        within = torch.sort(-flat, dim=1, stable=True).indices
+        return (within + torch.arange(channels)[:, None] * per_channel).reshape(-1)
 
     @torch.no_grad()
     def compress(self, x: torch.Tensor, ladder=(), preview: bool = False) -> dict:
         if preview:
             raise ValueError("progdtd has no preview layer")
+        a = self._analyse(x, fine_ladder=False)
+        strings = [a["encode_range"](start, end) for start, end in self._element_bounds(a["per_channel"], ladder)]
+        return {"layers": [pack_strings([a["z"], strings[0]])] + strings[1:], "checksums": a["checksums"]}
+
+    @torch.no_grad()
+    def compress_to_budgets(self, x: torch.Tensor, budgets: list[int], preview: bool = False) -> dict:
+        """Layers whose cumulative payload bytes land on ``budgets``: layer 1 holds z and as
+        many channels (and ranked elements of the next) as its budget allows, each later
+        layer the most that fit, by bisection over real rANS strings. Returns the layers,
+        checksums and the fine ladder that reproduces them."""
+        if preview:
+            raise ValueError("progdtd has no preview layer")
+        a = self._analyse(x, fine_ladder=True)
+        per_channel = a["per_channel"]
+        fixed = len(a["z"]) + len(pack_strings([b"", b""]))
+        ends, strings = fit_ranges(a["encode_range"], self.channel_groups[-1] * per_channel, fixed, budgets)
+        ladder = tuple(_fine_value(e, per_channel) for e in ends)
+        return {"layers": [pack_strings([a["z"], strings[0]])] + strings[1:], "checksums": a["checksums"],
+                "ladder": ladder, "fine_ladder": True}
+
+    def _analyse(self, x: torch.Tensor, fine_ladder: bool) -> dict:
+        """z coded, y's symbols and scale indexes in sending order, and a coder of any range of them."""
         y = self.g_a(x)
         z = self.h_a(torch.abs(y))
         z_string, z_hat, z_check = self.code_hyper_latent(z)
         indexes = self._indexes(z_hat)
-        symbols = torch.round(y.double().cpu())
-        strings = [self._coder.encode(symbols[:, a:b], indexes[:, a:b]) for a, b in self._group_bounds(ladder)]
-        return {"layers": [pack_strings([z_string, strings[0]])] + strings[1:],
+        order = self._element_order(indexes, fine_ladder)
+        symbols = torch.round(y.double().cpu()).reshape(-1)[order].int().tolist()
+        ranked_indexes = indexes.reshape(-1)[order].tolist()
+
+        def encode_range(start: int, end: int) -> bytes:
+            return self._coder.encode_lists(symbols[start:end], ranked_indexes[start:end])
+
+        return {"z": z_string, "encode_range": encode_range, "per_channel": indexes[0, 0].numel(),
                 "checksums": [z_check, tensor_checksum(indexes)]}
 
     def decoder(self, latent_size, checksums=None, ladder=(), preview: bool = False,
-                base_chunk: bool = False) -> "ProgDTDDecoder":
-        self.layer_count(ladder, preview, base_chunk)   # rejects layouts progdtd never writes
-        return ProgDTDDecoder(self, latent_size, checksums, ladder)
+                base_chunk: bool = False, fine_ladder: bool = False) -> "ProgDTDDecoder":
+        self.layer_count(ladder, preview, base_chunk, fine_ladder)   # rejects layouts progdtd never writes
+        return ProgDTDDecoder(self, latent_size, checksums, ladder, fine_ladder)
+
+
+def _fine_end(value: int, per_channel: int) -> int:
+    """Elements sent up to a fine ladder value (channels in units of CHANNEL_UNIT), rounded half up."""
+    return (value * per_channel + CHANNEL_UNIT // 2) // CHANNEL_UNIT
+
+
+def _fine_value(end: int, per_channel: int) -> int:
+    """The fine ladder value whose :func:`_fine_end` is exactly ``end``."""
+    value = (2 * end * CHANNEL_UNIT + per_channel) // (2 * per_channel)
+    if _fine_end(value, per_channel) != end:
+        raise ValueError(f"{per_channel} elements a channel are too many for a fine ladder; "
+                         "rate targets take images of up to 2**16 latent elements a channel")
+    return value
 
 
 class ProgDTDDecoder:
     """Decoder state of one file: each layer's channel group is entropy-decoded once;
     ``reconstruct`` runs only the synthesis (unsent channels stay zero, as in training)."""
 
-    def __init__(self, model: ProgDTD, latent_size, checksums=None, ladder=()):
-        self.model, self.latent_size = model, latent_size
+    def __init__(self, model: ProgDTD, latent_size, checksums=None, ladder=(), fine_ladder: bool = False):
+        self.model, self.latent_size, self.fine_ladder = model, latent_size, fine_ladder
         self.z_check, self.y_check = checksums if checksums else (None, None)
-        self.bounds = model._group_bounds(ladder)
+        self.bounds = model._element_bounds(latent_size[0] * latent_size[1], ladder, fine_ladder)
         self.layers = 0
-        self.indexes = self.y_hat = None
+        self.indexes = self.y_hat = self.order = None
 
     @torch.no_grad()
     def add(self, layer: bytes) -> None:
@@ -205,8 +275,10 @@ class ProgDTDDecoder:
             self.indexes = m._indexes(z_hat)
             verify_checksum(self.indexes, self.y_check, "y scale indexes")
             self.y_hat = torch.zeros(self.indexes.shape, dtype=torch.float64)
+            self.order = m._element_order(self.indexes, self.fine_ladder)
         a, b = self.bounds[self.layers]
-        self.y_hat[:, a:b] = m._coder.decode(layer, self.indexes[:, a:b])
+        positions = self.order[a:b]
+        self.y_hat.view(-1)[positions] = m._coder.decode(layer, self.indexes.reshape(-1)[positions])
         self.layers += 1
 
     @torch.no_grad()

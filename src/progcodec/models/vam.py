@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 
+from ..coding.budgets import fit_ranges
 from ..coding.gaussian import (
     Float64Path, GaussianSymbolCoder, quantize_symbols, tensor_checksum, ste_round, verify_checksum,
 )
@@ -153,7 +154,10 @@ class VarianceAwareMasking(ProgressiveModel):
         """Residual shares from a header ladder; () is the trained default (version-1 files)."""
         return self.residual.schedule if not ladder else ladder_to_schedule(ladder)
 
-    def layer_count(self, ladder=(), preview: bool = False, base_chunk: bool = False) -> int:
+    def layer_count(self, ladder=(), preview: bool = False, base_chunk: bool = False,
+                    fine_ladder: bool = False) -> int:
+        if fine_ladder:
+            raise ValueError("vam ladders are residual shares; fine channel ladders are progdtd's")
         return len(self.schedule(ladder)) + 1 + int(preview) - int(base_chunk)
 
     # -- coding ----------------------------------------------------------
@@ -197,34 +201,12 @@ class VarianceAwareMasking(ProgressiveModel):
         a = self._analyse(x)
         n = a["ranked"]["n"]
         fixed = len(a["z"]) + len(a["base"]) + len(pack_strings([b""] * (2 if preview else 3)))
-        ends, chunks, spent, start = [], [], fixed, 0
-        for k, budget in enumerate(budgets, start=1):
-            def chunk(end):
-                return self.residual.encode_range(a["ranked"], start, end)
-            if k == 1 and budget < fixed:
-                raise ValueError(f"the first target is below the base layer ({fixed} B of payload)")
-            if start >= n:
-                raise ValueError(f"target {k} lies beyond the whole file (at most {spent} B of payload)")
-            lo, hi = start + 1, n        # the largest end whose chunk fits (at least one element)
-            best = None
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                string = chunk(mid)
-                if spent + len(string) <= budget:
-                    lo, best = mid, string
-                else:
-                    hi = mid - 1
-            if best is None:             # not even one element fits: it overshoots, within tolerance
-                best = chunk(lo)
-            if lo == n and spent + len(best) < budget - max(0.03 * budget, 256):
-                raise ValueError(f"target {k} lies beyond the whole file (at most {spent + len(best)} B of payload)")
-            ends.append(lo)
-            chunks.append(best)
-            spent += len(best)
-            start = lo
+        ends, chunks = fit_ranges(lambda start, end: self.residual.encode_range(a["ranked"], start, end),
+                                  n, fixed, budgets)
         ladder = tuple(share_of(e, n) for e in ends)
         assert [b for _, b in chunk_bounds(n, ladder_to_schedule(ladder))] == ends
-        return {"layers": self._layers(a, chunks, preview, True), "checksums": a["checksums"], "ladder": ladder}
+        return {"layers": self._layers(a, chunks, preview, True), "checksums": a["checksums"], "ladder": ladder,
+                "base_chunk": True}
 
     @torch.no_grad()
     def decode_base(self, base_layer: bytes, latent_size: tuple[int, int],
@@ -242,7 +224,8 @@ class VarianceAwareMasking(ProgressiveModel):
         return hyper, self._base_coder.decode(base_string, indexes_b) + means_b
 
     def decoder(self, latent_size, checksums=None, ladder=(), preview: bool = False,
-                base_chunk: bool = False) -> "VamDecoder":
+                base_chunk: bool = False, fine_ladder: bool = False) -> "VamDecoder":
+        self.layer_count(ladder, preview, base_chunk, fine_ladder)   # rejects layouts vam never writes
         return VamDecoder(self, latent_size, checksums, ladder, preview, base_chunk)
 
 
