@@ -2,6 +2,7 @@
 
     plan(source_dir, out_dir, "encode")  ->  [Job(source, target), ...]   (the tree kept)
     run(jobs, "encode", workers=N)        ->  Summary(done, skipped, failed)
+    run(jobs, "encode", engine="dask")    ->  the same on a Dask cluster (cluster.py)
 
 Each worker process loads its model once and codes job after job; a file that
 fails is reported in the summary and does not stop the others. Targets that
@@ -11,6 +12,8 @@ no partial file and the next run picks up where it stopped.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -66,34 +69,64 @@ def _init_worker(options: dict, threads: int) -> None:
     _options.update(options)
 
 
-def _code_one(kind: str, job: Job, options: dict | None = None) -> int:
-    """Code one file; returns the bytes written. ``options`` default to the worker's."""
+def code_bytes(kind: str, data: bytes, options: dict) -> bytes:
+    """One file's bytes coded: an image to ``.pgc`` (encode) or a ``.pgc`` to PNG (decode)."""
     import io
 
     from . import api
+
+    if kind == "encode":
+        return api.encode(data, **options)
+    buf = io.BytesIO()
+    api.decode(data, **options).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def write_output(job: Job, data: bytes) -> int:
+    """The coded bytes at the job's target (folders made, written atomically); returns their size."""
     from .weights import atomic_write_bytes
 
-    options = dict(_options if options is None else options)
-    if kind == "encode":
-        data = api.encode(str(job.source), **options)
-    else:
-        buf = io.BytesIO()
-        api.decode(job.source.read_bytes(), **options).save(buf, "PNG")
-        data = buf.getvalue()
     job.target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(job.target, data)
     return len(data)
+
+
+def _code_one(kind: str, job: Job, options: dict | None = None) -> int:
+    """Code one file; returns the bytes written. ``options`` default to the worker's."""
+    options = dict(_options if options is None else options)
+    return write_output(job, code_bytes(kind, job.source.read_bytes(), options))
 
 
 def _reason(e: Exception) -> str:
     return str(e) if isinstance(e, (ProgcodecError, OSError)) else f"{type(e).__name__}: {e}"
 
 
-def run(jobs: list[Job], kind: str, workers: int = 1, force: bool = False, options: dict | None = None,
-        on_event=None) -> Summary:
-    """Code ``jobs`` on ``workers`` processes; ``on_event("done"|"skipped"|"failed", job, info)``."""
-    import warnings
+@contextlib.contextmanager
+def open_engine(engine: str = "local", workers: int = 1, scheduler: str | None = None):
+    """Yields ``execute(todo, kind, options)``, an iterator of (job, bytes written or the exception):
+    ``"local"``, on ``workers`` processes of this machine; ``"dask"``, on the Dask cluster at
+    ``scheduler`` or a new LocalCluster of ``workers`` processes (connected before this yields,
+    so a bad address fails before any work starts)."""
+    if engine == "local":
+        if scheduler is not None:
+            raise ProgcodecError("--scheduler is for --engine dask")
+        yield functools.partial(_run_locally, workers=workers)
+    elif engine == "dask":
+        from .cluster import dask_client, run_on_dask
 
+        with dask_client(scheduler, workers) as (client, threads):
+            yield functools.partial(run_on_dask, client=client, threads=threads)
+    else:
+        raise ProgcodecError(f"unknown engine {engine!r}: choose local or dask")
+
+
+def run(jobs: list[Job], kind: str, workers: int = 1, force: bool = False, options: dict | None = None,
+        on_event=None, engine="local", scheduler: str | None = None) -> Summary:
+    """Code ``jobs`` with ``engine`` (a name for :func:`open_engine`, or what it yielded);
+    ``on_event("done"|"skipped"|"failed", job, info)``."""
+    if isinstance(engine, str):
+        with open_engine(engine, workers, scheduler) as execute:
+            return run(jobs, kind, workers, force, options, on_event, execute)
     emit = on_event or (lambda *a: None)
     summary = Summary()
     todo = []
@@ -104,35 +137,39 @@ def run(jobs: list[Job], kind: str, workers: int = 1, force: bool = False, optio
         else:
             todo.append(job)
     started = time.monotonic()
+    for job, outcome in engine(todo, kind, options or {}):
+        if isinstance(outcome, BaseException):
+            summary.failed.append((job, _reason(outcome)))
+            emit("failed", job, _reason(outcome))
+        else:
+            summary.done.append(job)
+            emit("done", job, outcome)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _run_locally(todo: list[Job], kind: str, options: dict, workers: int):
+    """(job, bytes written or the exception) for each job, in this process or on worker processes."""
+    import warnings
+
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     if workers <= 1:  # in this process: no start-up cost, the model cache is shared
         for job in todo:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    size = _code_one(kind, job, options or {})
+                    yield job, _code_one(kind, job, options)
             except Exception as e:  # noqa: BLE001  (one bad file never stops a bulk run)
-                summary.failed.append((job, _reason(e)))
-                emit("failed", job, _reason(e))
-            else:
-                summary.done.append(job)
-                emit("done", job, size)
-    else:
-        import multiprocessing
+                yield job, e
+        return
+    import multiprocessing
 
-        # spawn, not fork: a forked child inherits torch's thread pools half-initialised
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_init_worker, initargs=(options or {}, threads)) as pool:
-            futures = {pool.submit(_code_one, kind, job): job for job in todo}
-            for future in as_completed(futures):
-                job = futures[future]
-                try:
-                    size = future.result()
-                except Exception as e:  # noqa: BLE001
-                    summary.failed.append((job, _reason(e)))
-                    emit("failed", job, _reason(e))
-                else:
-                    summary.done.append(job)
-                    emit("done", job, size)
-    summary.seconds = time.monotonic() - started
-    return summary
+    # spawn, not fork: a forked child inherits torch's thread pools half-initialised
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(options, threads)) as pool:
+        futures = {pool.submit(_code_one, kind, job): job for job in todo}
+        for future in as_completed(futures):
+            try:
+                yield futures[future], future.result()
+            except Exception as e:  # noqa: BLE001
+                yield futures[future], e

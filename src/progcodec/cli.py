@@ -196,6 +196,12 @@ def _byte_count(value: str) -> int:
 
 FORCE_OPTION = click.option("-f", "--force", is_flag=True, help="Replace OUTPUT if it exists (never the input).")
 QUIET_OPTION = click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
+ENGINE_OPTION = click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+                             help="Folder mode: --jobs local worker processes, or a Dask cluster "
+                                  "(pip install 'progcodec[dask]'); files travel to its workers as bytes.")
+SCHEDULER_OPTION = click.option("--scheduler", default=None, metavar="ADDRESS",
+                                help="Folder mode with --engine dask: an existing cluster's scheduler, "
+                                     "e.g. tcp://scheduler:8786. Default: a LocalCluster of --jobs workers here.")
 
 
 @main.command()
@@ -216,10 +222,13 @@ QUIET_OPTION = click.option("-q", "--quiet", is_flag=True, help="No summary line
 @click.option("--layers", type=int, default=None, help="Keep only the first K layers. Default: all.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Folder mode: worker processes (each loads the model once).")
+@ENGINE_OPTION
+@SCHEDULER_OPTION
 @FORCE_OPTION
 @QUIET_OPTION
 @DEVICE_OPTION
-def encode(image, output, model, ladder, preview, bpp, max_bytes, layers, jobs, force, quiet, device):
+def encode(image, output, model, ladder, preview, bpp, max_bytes, layers, jobs, engine, scheduler, force, quiet,
+           device):
     """Compress IMAGE (any format Pillow reads, '-' for stdin) into a .pgc file.
 
     IMAGE may be a folder: every image below it is encoded to the same path
@@ -229,16 +238,6 @@ def encode(image, output, model, ladder, preview, bpp, max_bytes, layers, jobs, 
     """
     from . import api
 
-    if image != "-" and Path(image).is_dir():
-        options = {"model": model, "layers": layers, "device": device, "ladder": _ladder_option(ladder),
-                   "preview": preview}
-        return _bulk("encode", image, output, options, jobs, force, quiet)
-    out = output or _default_output(image, ".pgc")
-    if output is None and out == image and image != "-":
-        out = image + ".pgc"  # IMAGE already ends in .pgc: never replace it
-    _check_output(out, image, force)
-    started = time.monotonic()
-    source = _read_input(image) if image == "-" else image
     if bpp is not None:
         try:
             bpp = [float(v) for v in bpp.split(",")]
@@ -246,6 +245,17 @@ def encode(image, output, model, ladder, preview, bpp, max_bytes, layers, jobs, 
             raise click.BadParameter(f"{bpp!r} is not a comma-separated list of numbers", param_hint="--bpp") from None
     if max_bytes is not None:
         max_bytes = [_byte_count(v) for v in max_bytes.split(",")]
+    if image != "-" and Path(image).is_dir():
+        options = {"model": model, "layers": layers, "device": device, "ladder": _ladder_option(ladder),
+                   "preview": preview, "bpp": bpp, "max_bytes": max_bytes}
+        return _bulk("encode", image, output, options, jobs, force, quiet, engine, scheduler)
+    _single_file_only(engine, scheduler)
+    out = output or _default_output(image, ".pgc")
+    if output is None and out == image and image != "-":
+        out = image + ".pgc"  # IMAGE already ends in .pgc: never replace it
+    _check_output(out, image, force)
+    started = time.monotonic()
+    source = _read_input(image) if image == "-" else image
     data = api.encode(source, model=model, layers=layers, device=device, ladder=_ladder_option(ladder),
                       preview=preview, bpp=bpp, max_bytes=max_bytes)
     _write_output(out, data, image, force)
@@ -268,10 +278,12 @@ def encode(image, output, model, ladder, preview, bpp, max_bytes, layers, jobs, 
               help="Weights file or folder to search first for the weights the file was made with (repeatable).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Folder mode: worker processes.")
+@ENGINE_OPTION
+@SCHEDULER_OPTION
 @FORCE_OPTION
 @QUIET_OPTION
 @DEVICE_OPTION
-def decode(file, output, layers, each_layer, weights, jobs, force, quiet, device):
+def decode(file, output, layers, each_layer, weights, jobs, engine, scheduler, force, quiet, device):
     """Reconstruct an image from a .pgc FILE, or from any prefix of its layers.
 
     The weights are found by the id in FILE's header: --weights, then the
@@ -282,11 +294,12 @@ def decode(file, output, layers, each_layer, weights, jobs, force, quiet, device
 
     from . import api
 
+    if file != "-" and Path(file).is_dir() and not each_layer:  # every .pgc below FILE to PNG under -o OUTDIR
+        return _bulk("decode", file, output, {"layers": layers, "device": device, "weights": tuple(weights)},
+                     jobs, force, quiet, engine, scheduler)
+    _single_file_only(engine, scheduler)
     if each_layer:
         return _decode_each_layer(file, output, layers, weights, force, quiet, device)
-    if file != "-" and Path(file).is_dir():  # every .pgc below FILE to PNG under -o OUTDIR
-        return _bulk("decode", file, output, {"layers": layers, "device": device, "weights": tuple(weights)},
-                     jobs, force, quiet)
     out = output or _default_output(file, ".decoded.png" if layers is None else f".L{layers}.png")
     _check_output(out, file, force)
     started = time.monotonic()
@@ -306,7 +319,12 @@ def decode(file, output, layers, each_layer, weights, jobs, force, quiet, device
                    f"{_size(buf.tell())}, {time.monotonic() - started:.1f} s")
 
 
-def _bulk(kind, source, output, options, jobs, force, quiet):
+def _single_file_only(engine, scheduler):
+    if engine != "local" or scheduler is not None:
+        raise click.UsageError("--engine and --scheduler are for folders (IMAGE or FILE a directory)")
+
+
+def _bulk(kind, source, output, options, jobs, force, quiet, engine="local", scheduler=None):
     """encode/decode of a folder tree: a progress bar with images/s, failures listed at the end."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -319,8 +337,9 @@ def _bulk(kind, source, output, options, jobs, force, quiet):
     if not jobs_list:
         raise ProgcodecError(f"nothing to {kind} below {source}")
     err = Console(stderr=True, quiet=quiet)
-    with Progress(TextColumn(f"[bold]{kind}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err, transient=True) as bar:
+    with bulk.open_engine(engine, jobs, scheduler) as execute, \
+            Progress(TextColumn(f"[bold]{kind}"), BarColumn(), MofNCompleteColumn(),
+                     TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err, transient=True) as bar:
         task = bar.add_task(kind, total=len(jobs_list), rate="")
         started = time.monotonic()
 
@@ -328,7 +347,7 @@ def _bulk(kind, source, output, options, jobs, force, quiet):
             done = bar.tasks[0].completed + 1
             bar.update(task, advance=1, rate=f"{done / max(time.monotonic() - started, 1e-9):.2f} images/s")
 
-        summary = bulk.run(jobs_list, kind, workers=jobs, force=force, options=options, on_event=on_event)
+        summary = bulk.run(jobs_list, kind, force=force, options=options, on_event=on_event, engine=execute)
     for job, reason in summary.failed:
         click.echo(f"failed: {reason if str(job.source) in reason else f'{job.source}: {reason}'}", err=True)
     _report(quiet, f"{kind}d {len(summary.done)} file(s) into {output} in {summary.seconds:.1f} s "
