@@ -27,6 +27,21 @@ def _jpeg(im: Image.Image, **kw) -> bytes:
     return buf.getvalue()
 
 
+def _png16_rgb(arr: np.ndarray) -> bytes:
+    """A 16-bit-per-channel RGB PNG (Pillow cannot write one), from an HxWx3 uint16 array."""
+    import struct
+    import zlib
+
+    h, w, _ = arr.shape
+    rows = b"".join(b"\0" + arr[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
 def _write(tmp_path, name: str, data: bytes):
     path = tmp_path / name
     path.write_bytes(data)
@@ -144,6 +159,7 @@ def _odd_images(astronaut) -> dict[str, tuple[bytes, str | None]]:
     rgba.putalpha(128)
     return {
         "16-bit grayscale PNG": (_png(Image.fromarray(gray16)), "8 bits"),
+        "16-bit RGB PNG": (_png16_rgb(np.asarray(astronaut, dtype=np.uint16) * 257), "16-bit RGB .* 8 bits"),
         "CMYK JPEG": (_jpeg(astronaut.convert("CMYK")), "CMYK"),
         "palette PNG with transparency": (_png(palette, transparency=0), "alpha"),
         "RGBA PNG": (_png(rgba), "alpha"),
@@ -168,7 +184,8 @@ def test_odd_images_load_as_rgb(astronaut, name, recwarn):
         assert len(messages) == 1 and re.search(warning, messages[0]), messages
 
 
-@pytest.mark.parametrize("name", ["16-bit grayscale PNG", "CMYK JPEG", "palette PNG with transparency", "RGBA PNG"])
+@pytest.mark.parametrize("name", ["16-bit grayscale PNG", "16-bit RGB PNG", "CMYK JPEG", "palette PNG with transparency",
+                                  "RGBA PNG"])
 def test_odd_images_encode_with_a_warning(astronaut, name):
     data, warning = _odd_images(astronaut)[name]
     with pytest.warns(ProgcodecWarning, match=warning):
@@ -245,3 +262,31 @@ def test_a_mode_pillow_cannot_convert_is_an_image_error():
 def test_zero_pixel_pil_image():
     with pytest.raises(ImageError, match="no pixels"):
         progcodec.encode(Image.new("RGB", (0, 0)))
+
+
+def test_a_corrupt_tiff_is_one_clean_error_line_and_nothing_from_libtiff(tmp_path, astronaut):
+    """libtiff reports damage on the process's own stderr (file descriptor 2, which Click's
+    test runner does not see): only a real process shows that the line we print is all there is."""
+    import subprocess
+    import sys
+
+    buf = io.BytesIO()
+    astronaut.save(buf, "TIFF", compression="tiff_lzw")
+    data = bytearray(buf.getvalue())
+    data[40:60] = b"\xff" * 20
+    path = _write(tmp_path, "bad.tif", bytes(data))
+    result = subprocess.run([sys.executable, "-m", "progcodec", "encode", str(path)], capture_output=True, text=True)
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: unreadable image"), result.stderr
+    assert not (tmp_path / "bad.pgc").exists()
+
+
+def test_native_stderr_is_given_back_after_a_tiff(tmp_path, astronaut, capfd):
+    import os
+
+    buf = io.BytesIO()
+    astronaut.save(buf, "TIFF")
+    assert load_image(buf.getvalue()).size == astronaut.size
+    os.write(2, b"still here\n")
+    assert "still here" in capfd.readouterr().err

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -18,9 +22,47 @@ from .errors import ImageError, ProgcodecWarning
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
+def _sixteen_bit_colour(im: Image.Image) -> bool:
+    """A 16-bit-per-channel colour image, which Pillow opens as 8-bit RGB(A) without a word:
+    its raw mode (read before ``load()`` clears the tiles) says so, e.g. ``RGB;16B``."""
+    if im.mode not in ("RGB", "RGBA"):
+        return False
+    for tile in getattr(im, "tile", None) or ():
+        args = tile[3] if len(tile) > 3 else None
+        rawmode = args if isinstance(args, str) else (args[0] if isinstance(args, tuple) and args else "")
+        if isinstance(rawmode, str) and ";16" in rawmode:
+            return True
+    return False
+
+
+# libtiff reports damage on C stderr; a codec's callers get our clear error instead.
+_native_stderr_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """File descriptor 2 pointed at /dev/null for the block (one block at a time: it is per process)."""
+    with _native_stderr_lock:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):
+            yield
+            return
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _to_rgb(im: Image.Image, sixteen_bit: bool = False) -> Image.Image:
     """RGB, warning about what the conversion drops."""
     mode = im.mode
+    if sixteen_bit:
+        warnings.warn(f"16-bit {mode} image reduced to 8 bits per channel", ProgcodecWarning, stacklevel=3)
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
     if has_alpha:
         warnings.warn("the image's alpha channel was dropped (the codec stores RGB)", ProgcodecWarning, stacklevel=3)
@@ -44,8 +86,10 @@ def load_image(source) -> Image.Image:
     EXIF orientation is honoured. Unreadable, truncated or oversized inputs
     raise ``ImageError`` with a one-line reason.
     """
+    sixteen_bit = False
     if isinstance(source, Image.Image):
         im = source
+        sixteen_bit = _sixteen_bit_colour(im)
     elif isinstance(source, np.ndarray):
         if source.dtype != np.uint8 or source.ndim not in (2, 3):
             raise ImageError("arrays must be HxW or HxWx3 uint8")
@@ -62,8 +106,12 @@ def load_image(source) -> Image.Image:
         try:
             with fp, warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                im = Image.open(fp)
-                im.load()
+                tiff = fp.read(4) in (b"II*\0", b"MM\0*")
+                fp.seek(0)
+                with _native_stderr_silenced() if tiff else contextlib.nullcontext():
+                    im = Image.open(fp)
+                    sixteen_bit = _sixteen_bit_colour(im)
+                    im.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise ImageError(f"{name}: image too large ({e})") from None
         except UnidentifiedImageError:
@@ -76,7 +124,7 @@ def load_image(source) -> Image.Image:
                          "this codec handles; downscale or tile it first")
     if im.width < 1 or im.height < 1:
         raise ImageError("image has no pixels")
-    return _to_rgb(im)
+    return _to_rgb(im, sixteen_bit)
 
 
 def to_tensor(im: Image.Image) -> torch.Tensor:
