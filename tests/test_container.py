@@ -214,7 +214,7 @@ def test_a_bad_layout_byte_or_ladder_is_refused(fuzzlib):
     with pytest.raises(ContainerError, match="layout"):
         parse(fuzzlib.set_field(data, "layout", 4))     # the fine-ladder bit is version 3's
     with pytest.raises(ContainerError, match="layout"):
-        parse(fuzzlib.set_field(fuzzlib.set_field(data, "version", 3), "layout", 8))
+        parse(fuzzlib.set_field(fuzzlib.set_field(data, "version", 3), "layout", 16))
     with pytest.raises(ContainerError):
         parse(fuzzlib.set_field(data, "ladder_len", MAX_LAYERS + 1))
     with pytest.raises(ContainerError):

@@ -268,3 +268,31 @@ def test_the_preview_point_is_priced_only_when_asked():
     expected = float(a["loss"].detach()) + 255**2 * 1e-3 * float(b["mse_preview"])
     assert float(b["loss"].detach()) == pytest.approx(expected, rel=1e-5)
     assert preview.config()["lambda_preview"] == 1e-3
+
+
+def test_rem_stage_trains_only_the_rems_and_lowers_the_residual_rate(photo_dir, tmp_path):
+    """--stage rem: the backbone and hyperprior of --init stay bit for bit; the REMs' rate
+    loss falls; the manifest says so; the exported weights carry REMs and encode with them."""
+    from safetensors.torch import load_file
+
+    import progcodec
+    from progcodec import container
+
+    base = _config(photo_dir, tmp_path / "a", steps=30, lr=2e-3, warmup=2)
+    train(base)
+    losses = []
+    rem = _config(photo_dir, tmp_path / "b", steps=40, lr=3e-3, warmup=2, init=base.out, stage="rem",
+                  rem_shares=(0.1,))
+    manifest = train(rem, on_event=lambda kind, info: kind == "step" and losses.append(info["loss"]))
+    assert manifest["training"]["stage"] == "rem" and manifest["training"]["rem_shares"] == [0.1]
+    assert np.mean(losses[-8:]) < np.mean(losses[:8])
+    before, after = load_file(base.out), load_file(rem.out)
+    assert set(after) - set(before) and all(k.startswith("residual.rems.") for k in set(after) - set(before))
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    data = progcodec.encode(Image.open(photo_dir / "astronaut.png"), model=rem.out, ladder=6)
+    assert container.parse(data).header.rem
+    assert progcodec.decode(data, model=rem.out).size == (160, 120)
+    with pytest.raises(ValueError, match="--init"):
+        train(_config(photo_dir, tmp_path / "c", stage="rem"))
+    with pytest.raises(ValueError, match="vam"):
+        train(_config(photo_dir, tmp_path / "d", model="progdtd", stage="rem", init=base.out))

@@ -83,31 +83,37 @@ def file_ladder(net, ladder=None, preview: bool | None = None) -> tuple[tuple[in
 
 
 def encode(image, model="vam", layers: int | None = None, device: str = "auto",
-           ladder=None, preview: bool | None = None, bpp=None, max_bytes=None) -> bytes:
+           ladder=None, preview: bool | None = None, bpp=None, max_bytes=None, rem: bool | None = None) -> bytes:
     """Compress an image (path, bytes, PIL image or uint8 array) into ``.pgc`` bytes.
 
     ``layers`` keeps only the first K layers; ``ladder`` and ``preview`` choose
     them (see :func:`file_ladder`). Or rate targets: ``bpp`` or ``max_bytes``,
     rising cumulative sizes, one layer each (after vam's preview layer, if
-    asked for), each met within 3 % or 256 bytes. ``model`` is a
-    model name, a weights path or an already loaded model.
+    asked for), each met within 3 % or 256 bytes. ``rem`` (vam): code the
+    residual with the weights' Rate Enhancement Modules; default, where the
+    weights have them. ``model`` is a model name, a weights path or an already
+    loaded model.
     """
     from .image import load_image, pad, to_tensor
 
     net = _model(model, device)
     im = load_image(image)
     x = pad(to_tensor(im).to(next(net.parameters()).device), net.stride)
+    rem = net.has_rem if rem is None else bool(rem)
+    if rem and not net.has_rem:
+        raise ProgcodecError(f"these {net.name} weights have no Rate Enhancement Modules (encode without rem)")
+    coding = {"rem": True} if rem else {}
     if bpp is not None or max_bytes is not None:
-        return _encode_to_targets(net, im, x, bpp, max_bytes, bool(preview), ladder, layers)
+        return _encode_to_targets(net, im, x, bpp, max_bytes, bool(preview), ladder, layers, coding)
     header_ladder, preview = file_ladder(net, ladder, preview)
     count = net.layer_count(header_ladder, preview)
     layers = _check_layers(layers, count, f"this {net.name} ladder has {count} layers")
-    out = net.compress(x, ladder=header_ladder, preview=preview)
+    out = net.compress(x, ladder=header_ladder, preview=preview, **coding)
     return container.build(net.name, net.weights_digest, im.width, im.height,
-                           out["layers"][:layers], out["checksums"], preview=preview, ladder=header_ladder)
+                           out["layers"][:layers], out["checksums"], preview=preview, ladder=header_ladder, rem=rem)
 
 
-def _encode_to_targets(net, im, x, bpp, max_bytes, preview, ladder, layers) -> bytes:
+def _encode_to_targets(net, im, x, bpp, max_bytes, preview, ladder, layers, coding) -> bytes:
     if bpp is not None and max_bytes is not None:
         raise ProgcodecError("give rate targets as bpp or as bytes, not both")
     if ladder is not None or layers is not None:
@@ -119,10 +125,10 @@ def _encode_to_targets(net, im, x, bpp, max_bytes, preview, ladder, layers) -> b
     count = len(targets) + int(preview)
     if count > container.MAX_LAYERS:
         raise ProgcodecError(f"at most {container.MAX_LAYERS} layers, not {count}")
-    head = container.header_size(net.name, count, net.num_checksums, len(targets))
+    head = container.header_size(net.name, count, net.checksum_count(bool(coding)), len(targets))
     unit = (lambda b: f"{b * 8 / pixels:.4f} bpp") if bpp is not None else (lambda b: f"{b:.0f} B")
     try:
-        out = net.compress_to_budgets(x, [int(t) - head for t in targets], preview=preview)
+        out = net.compress_to_budgets(x, [int(t) - head for t in targets], preview=preview, **coding)
     except ValueError as e:  # say it in the caller's units, header included
         import re
 
@@ -130,7 +136,7 @@ def _encode_to_targets(net, im, x, bpp, max_bytes, preview, ladder, layers) -> b
         raise ProgcodecError(f"bad rate targets: {message}") from None
     return container.build(net.name, net.weights_digest, im.width, im.height, out["layers"], out["checksums"],
                            preview=preview, ladder=out["ladder"], base_chunk=out.get("base_chunk", False),
-                           fine_ladder=out.get("fine_ladder", False))
+                           fine_ladder=out.get("fine_ladder", False), rem=bool(coding))
 
 
 def _parse(data: bytes) -> container.PgcFile:
@@ -216,12 +222,14 @@ def _decoder_for(header: container.Header, model, weights, device):
         count = net.layer_count(header.ladder, header.preview, header.base_chunk, header.fine_ladder)
     except ValueError:
         raise ProgcodecError("corrupt header (its ladder does not fit the model)") from None
-    if header.num_layers > count or len(header.checksums) != net.num_checksums:
+    if header.num_layers > count or len(header.checksums) != net.checksum_count(header.rem):
         raise ProgcodecError("corrupt header (layer or checksum count does not fit the model)")
+    if header.rem and not net.has_rem:
+        raise ProgcodecError(f"corrupt header: it says REMs, and the {net.name} weights it names have none")
     ph, pw = padded_size(header.height, header.width, net.stride)
     decoder = net.decoder((ph // net.latent_stride, pw // net.latent_stride), header.checksums,
                           ladder=header.ladder, preview=header.preview, base_chunk=header.base_chunk,
-                          fine_ladder=header.fine_ladder)
+                          fine_ladder=header.fine_ladder, rem=header.rem)
     return decoder, lambda x_hat: to_pil(crop(x_hat, header.height, header.width))
 
 
@@ -240,6 +248,7 @@ def info(data: bytes) -> dict:
         "weights": header.weights_digest.hex(), "format_version": header.version,
         "declared_layers": header.num_layers, "layers": layers,
         "preview": header.preview, "ladder": list(header.ladder) or "trained", "fine_ladder": header.fine_ladder,
+        "rem": header.rem,
     }
 
 

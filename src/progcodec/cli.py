@@ -64,6 +64,11 @@ def main():
 @click.option("--warmup", default=500, show_default=True, help="Linear warm-up steps.")
 @click.option("--max-minutes", type=float, default=None,
               help="Stop after this much wall time: checkpoint, then export the weights as they stand.")
+@click.option("--stage", type=click.Choice(["full", "rem"]), default="full", show_default=True,
+              help="rem (vam): train Rate Enhancement Modules alone on the frozen --init weights, with a rate loss.")
+@click.option("--rem-shares", default=None, metavar="LIST",
+              help="vam: where each REM runs, as shares of the ranked residual, e.g. 0.05 or 0.03,0.2 "
+                   "(default with --stage rem: 0.05).")
 @click.option("--resume", type=click.Path(exists=True), default=None, help="Checkpoint to continue from.")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Fine-tune: start from exported .safetensors weights with a fresh optimiser.")
@@ -83,10 +88,18 @@ def train(data_dir, model, out, **options):
     from .train.loop import TrainConfig, train as run_training
     from .train.progress import TrainingProgress
 
+    shares = options.pop("rem_shares")
+    try:
+        options["rem_shares"] = tuple(float(v) for v in shares.split(",")) if shares else ()
+    except ValueError:
+        raise click.BadParameter(f"{shares!r} is not a comma-separated list of numbers", param_hint="--rem-shares")
     cfg = TrainConfig(data=[str(d) for d in data_dir], model=model,
                       out=str(out or Path("weights") / f"{model}.safetensors"), **options)
     with TrainingProgress() as progress:
-        manifest = run_training(cfg, on_event=progress.on_event)
+        try:
+            manifest = run_training(cfg, on_event=progress.on_event)
+        except ValueError as e:   # a setting that cannot work (checked before the first step)
+            raise click.UsageError(str(e)) from None
     if manifest:
         click.echo(f"wrote {cfg.out} (sha256 {manifest['sha256'][:16]}...)")
 
@@ -219,6 +232,9 @@ SCHEDULER_OPTION = click.option("--scheduler", default=None, metavar="ADDRESS",
                    "the rest as fits.")
 @click.option("--bytes", "max_bytes", default=None, metavar="LIST",
               help="The same as byte counts, e.g. 4k,16k,64k.")
+@click.option("--rem/--no-rem", default=None,
+              help="vam: code later layers with the weights' Rate Enhancement Modules (parameters refined from "
+                   "the layers before). Default: on where the weights have them.")
 @click.option("--layers", type=int, default=None, help="Keep only the first K layers. Default: all.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Folder mode: worker processes (each loads the model once).")
@@ -227,7 +243,7 @@ SCHEDULER_OPTION = click.option("--scheduler", default=None, metavar="ADDRESS",
 @FORCE_OPTION
 @QUIET_OPTION
 @DEVICE_OPTION
-def encode(image, output, model, ladder, preview, bpp, max_bytes, layers, jobs, engine, scheduler, force, quiet,
+def encode(image, output, model, ladder, preview, bpp, max_bytes, rem, layers, jobs, engine, scheduler, force, quiet,
            device):
     """Compress IMAGE (any format Pillow reads, '-' for stdin) into a .pgc file.
 
@@ -247,7 +263,7 @@ def encode(image, output, model, ladder, preview, bpp, max_bytes, layers, jobs, 
         max_bytes = [_byte_count(v) for v in max_bytes.split(",")]
     if image != "-" and Path(image).is_dir():
         options = {"model": model, "layers": layers, "device": device, "ladder": _ladder_option(ladder),
-                   "preview": preview, "bpp": bpp, "max_bytes": max_bytes}
+                   "preview": preview, "bpp": bpp, "max_bytes": max_bytes, "rem": rem}
         return _bulk("encode", image, output, options, jobs, force, quiet, engine, scheduler)
     _single_file_only(engine, scheduler)
     out = output or _default_output(image, ".pgc")
@@ -257,7 +273,7 @@ def encode(image, output, model, ladder, preview, bpp, max_bytes, layers, jobs, 
     started = time.monotonic()
     source = _read_input(image) if image == "-" else image
     data = api.encode(source, model=model, layers=layers, device=device, ladder=_ladder_option(ladder),
-                      preview=preview, bpp=bpp, max_bytes=max_bytes)
+                      preview=preview, bpp=bpp, max_bytes=max_bytes, rem=rem)
     _write_output(out, data, image, force)
     meta = api.info(data)
     _report(quiet, f"wrote {'stdout' if out == '-' else out}: {_size(len(data))}, {len(meta['layers'])} layers, "
@@ -436,7 +452,8 @@ def info(file, as_json):
         ladder = "channels " + ",".join(map(str, meta["ladder"]))
     click.echo(f"{file}: {meta['model']} {meta['width']}x{meta['height']}, "
                f"{len(meta['layers'])} of {meta['declared_layers']} layer(s), weights {meta['weights']}, "
-               f"format {meta['format_version']}, {'preview layer, ' if meta['preview'] else ''}{ladder}")
+               f"format {meta['format_version']}, {'preview layer, ' if meta['preview'] else ''}"
+               f"{'REMs, ' if meta['rem'] else ''}{ladder}")
     for layer in meta["layers"]:
         click.echo(f"  layer {layer['index']:2d}: {layer['bytes']:8d} B, ends at {layer['cumulative_bytes']:8d} B, "
                    f"{layer['bpp']:.4f} bpp")

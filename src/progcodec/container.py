@@ -15,7 +15,8 @@ Layout (all integers big-endian)::
     layout    B                  (version 2) bit 0: layer 1 is a preview (z alone);
                                  bit 1: the base layer also carries the first residual chunk;
                                  (version 3) bit 2: a fine ladder (progdtd: channel counts in
-                                 units of 2**-16, a partial channel sent most uncertain first)
+                                 units of 2**-16, a partial channel sent most uncertain first);
+                                 bit 3: vam's residual coded with its Rate Enhancement Modules
     ladder    B + I*n            (version 2) the model's ladder: vam's cumulative residual
                                  shares in units of 2**-24, progdtd's channel counts;
                                  n = 0: the model's default ladder
@@ -42,8 +43,10 @@ READABLE_VERSIONS = (1, 2, 3)
 LAYOUT_PREVIEW = 1
 LAYOUT_BASE_CHUNK = 2
 LAYOUT_FINE_LADDER = 4         # from version 3
+LAYOUT_REM = 8                 # from version 3
 FINE_CHANNEL_UNIT = 1 << 16    # a fine ladder's channel counts are in units of 2**-16
-LAYOUT_BITS = {2: LAYOUT_PREVIEW | LAYOUT_BASE_CHUNK, 3: LAYOUT_PREVIEW | LAYOUT_BASE_CHUNK | LAYOUT_FINE_LADDER}
+LAYOUT_BITS = {2: LAYOUT_PREVIEW | LAYOUT_BASE_CHUNK,
+               3: LAYOUT_PREVIEW | LAYOUT_BASE_CHUNK | LAYOUT_FINE_LADDER | LAYOUT_REM}
 MAX_NAME = 32
 MAX_LAYERS = 64
 MAX_CHECKSUMS = 8
@@ -66,6 +69,7 @@ class Header:
     version: int = FORMAT_VERSION
     base_chunk: bool = False          # the base layer also holds the first residual chunk
     fine_ladder: bool = False         # progdtd: ladder in 2**-16 channels, partial channels ranked by σ
+    rem: bool = False                 # vam: later chunks coded with the REMs' refined parameters
 
     @property
     def num_layers(self) -> int:
@@ -118,8 +122,8 @@ MAX_HEADER_BYTES = header_size("x" * MAX_NAME, MAX_LAYERS, MAX_CHECKSUMS, MAX_LA
 
 def build(model: str, weights_digest: bytes, width: int, height: int,
           layers: list[bytes], checksums=(), preview: bool = False, ladder=(), base_chunk: bool = False,
-          fine_ladder: bool = False) -> bytes:
-    """Serialise a header and its layers into one ``.pgc`` file (version 2, or 3 for a fine ladder)."""
+          fine_ladder: bool = False, rem: bool = False) -> bytes:
+    """Serialise a header and its layers into one ``.pgc`` file (version 2, or 3 for a fine ladder or REMs)."""
     lengths = [len(b) for b in layers]
     crcs = [zlib.crc32(b) for b in layers]
     ladder = tuple(int(v) for v in ladder)
@@ -127,14 +131,14 @@ def build(model: str, weights_digest: bytes, width: int, height: int,
     name = model.encode("ascii")
     head = b"".join([
         MAGIC,
-        struct.pack(">BB", 3 if fine_ladder else 2, len(name)), name,
+        struct.pack(">BB", 3 if fine_ladder or rem else 2, len(name)), name,
         weights_digest,
         struct.pack(">IIH", width, height, len(layers)),
         struct.pack(f">B{len(checksums)}I", len(checksums), *checksums),
         struct.pack(f">{len(layers)}I", *lengths),
         struct.pack(f">{len(layers)}I", *crcs),
         struct.pack(f">BB{len(ladder)}I", (LAYOUT_PREVIEW if preview else 0) | (LAYOUT_BASE_CHUNK if base_chunk else 0)
-                    | (LAYOUT_FINE_LADDER if fine_ladder else 0), len(ladder), *ladder),
+                    | (LAYOUT_FINE_LADDER if fine_ladder else 0) | (LAYOUT_REM if rem else 0), len(ladder), *ladder),
     ])
     return head + struct.pack(">I", zlib.crc32(head)) + b"".join(layers)
 
@@ -193,7 +197,7 @@ def parse_header(data: bytes) -> tuple[Header, int]:
     _check_header_fields(model, digest, width, height, checksums, lengths, crcs, ladder)
     return Header(model, digest, width, height, tuple(checksums), tuple(lengths), tuple(crcs),
                   bool(layout & LAYOUT_PREVIEW), tuple(ladder), version, bool(layout & LAYOUT_BASE_CHUNK),
-                  bool(layout & LAYOUT_FINE_LADDER)), r.pos
+                  bool(layout & LAYOUT_FINE_LADDER), bool(layout & LAYOUT_REM)), r.pos
 
 
 def parse(data: bytes) -> PgcFile:

@@ -88,6 +88,10 @@ class GaussianSymbolCoder:
         renumbered, cdfs, lengths, offsets = self._tables(indexes)
         return RansEncoder().encode_with_indexes(list(symbols), renumbered, cdfs, lengths, offsets)
 
+    def stream(self, string: bytes, num_symbols: int) -> "SymbolStream":
+        """A reader of ``string`` (which holds ``num_symbols``) in pieces."""
+        return SymbolStream(self, string, num_symbols)
+
     def decode(self, string: bytes, indexes: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`encode`: symbols shaped like ``indexes``."""
         if indexes.numel() == 0:
@@ -95,6 +99,23 @@ class GaussianSymbolCoder:
         renumbered, cdfs, lengths, offsets = self._tables(indexes.reshape(-1).cpu().numpy())
         values = RansDecoder().decode_with_indexes(memory_safe(string, indexes.numel()), renumbered, cdfs,
                                                    lengths, offsets)
+        return torch.tensor(values, dtype=torch.float64).reshape(indexes.shape)
+
+
+class SymbolStream:
+    """One rANS string read in pieces (``read`` as often as needed, in order): what a chunk
+    needs when a REM refines the parameters of its later elements halfway through."""
+
+    def __init__(self, coder: "GaussianSymbolCoder", string: bytes, num_symbols: int):
+        self.coder = coder
+        self.decoder = RansDecoder()
+        self.decoder.set_stream(memory_safe(string, num_symbols))
+
+    def read(self, indexes: torch.Tensor) -> torch.Tensor:
+        if indexes.numel() == 0:
+            return torch.zeros(indexes.shape, dtype=torch.float64)
+        renumbered, cdfs, lengths, offsets = self.coder._tables(indexes.reshape(-1).cpu().numpy())
+        values = self.decoder.decode_stream(renumbered, cdfs, lengths, offsets)
         return torch.tensor(values, dtype=torch.float64).reshape(indexes.shape)
 
 

@@ -6,8 +6,9 @@ import torch
 from compressai.entropy_models import GaussianConditional
 from torch import nn
 
-from .gaussian import Float64Path, GaussianSymbolCoder, quantize_symbols, ste_round, verify_checksum
+from .gaussian import Float64Path, GaussianSymbolCoder, snap, ste_round, tensor_checksum, verify_checksum
 from .ranking import DEFAULT_SCHEDULE, chunk_bounds, chunk_positions, rank_elements, top_fraction_mask, validate_schedule
+from .rem import RateEnhancementModule, rem_positions
 
 
 class ResidualParams(nn.Module):
@@ -42,13 +43,19 @@ class RankedResidualLatentCodec(nn.Module):
     The decoder knows every residual element's (μ_r, σ_r) before it reads a
     residual bit, so it derives the same ranking and knows which elements each
     chunk holds. Elements whose chunk was not received are replaced by μ_r.
-    Rate Enhancement Modules (a later issue) slot in between chunks: they
-    would refine (μ_r, σ_r) of the elements still to come from those decoded.
+    Rate Enhancement Modules (``rem_shares``: where in the ranked order each
+    runs; see rem.py) refine (μ_r, σ_r) of the elements still to come from
+    those decoded.
     """
 
-    def __init__(self, latent_channels: int, context_channels: int, schedule=DEFAULT_SCHEDULE):
+    def __init__(self, latent_channels: int, context_channels: int, schedule=DEFAULT_SCHEDULE, rem_shares=()):
         super().__init__()
         self.schedule = validate_schedule(schedule)
+        self.rem_shares = tuple(float(s) for s in rem_shares)
+        if any(not 0 < s < 1 for s in self.rem_shares):
+            raise ValueError("REM shares lie strictly between 0 and 1")
+        self.rems = nn.ModuleList(RateEnhancementModule(latent_channels) for _ in self.rem_shares)
+        self._rems64: list[Float64Path] = []
         self.residual_params = ResidualParams(latent_channels, context_channels)
         self.gaussian_conditional = GaussianConditional(None)
         self._params64: Float64Path | None = None
@@ -87,39 +94,73 @@ class RankedResidualLatentCodec(nn.Module):
     def prepare_inference(self) -> None:
         """Freeze the float64 parameter path and the CDF tables for coding."""
         self._params64 = Float64Path(self.residual_params)
+        self._rems64 = [Float64Path(rem) for rem in self.rems]
         self._coder = GaussianSymbolCoder(self.gaussian_conditional)
 
-    def _means_and_indexes64(self, y_hat_base, hyper_features):
+    def _means_and_scales64(self, y_hat_base, hyper_features):
         if self._params64 is None:
             self.prepare_inference()
         scales, means = self._params64(hyper_features, y_hat_base).chunk(2, 1)
-        return means, self._coder.indexes(scales)
+        return means, scales
 
     def _parameters64(self, y_hat_base, hyper_features, schedule=None):
-        means, indexes = self._means_and_indexes64(y_hat_base, hyper_features)
+        means, scales = self._means_and_scales64(y_hat_base, hyper_features)
+        indexes = self._coder.indexes(scales)
         return means, indexes, chunk_positions(indexes, schedule or self.schedule)
 
     def mean_fill64(self, y_base_mean, hyper_features):
         """:meth:`mean_fill` on the float64 path (decoding the preview layer)."""
-        if self._params64 is None:
-            self.prepare_inference()
-        _, means = self._params64(hyper_features, y_base_mean).chunk(2, 1)
+        means, _ = self._means_and_scales64(y_base_mean, hyper_features)
         return y_base_mean + means
 
-    def compress(self, y_top, y_hat_base, hyper_features, schedule=None):
-        """One rANS string per chunk of ``schedule`` (default: the trained one).
-        ``y_hat_base``/``hyper_features`` are float64."""
-        ranked = self.rank(y_top, y_hat_base, hyper_features)
-        bounds = chunk_bounds(ranked["n"], schedule or self.schedule)
-        return {"strings": [self.encode_range(ranked, a, b) for a, b in bounds], "indexes": ranked["indexes"]}
+    def _start(self, y_hat_base, hyper_features, rem: bool) -> dict:
+        """What encoder and decoder both hold before any residual element: the hyperprior's
+        parameters, the ranking, and where the REMs run (flat tensors, float64)."""
+        means, scales = self._means_and_scales64(y_hat_base, hyper_features)
+        indexes = self._coder.indexes(scales)
+        n = indexes.numel()
+        return {"y_hat_base": y_hat_base, "shape": means.shape, "n": n, "indexes_map": indexes,
+                "order": rank_elements(indexes), "means0": means.reshape(-1), "scales0": scales.reshape(-1),
+                "means": means.reshape(-1).clone(), "indexes": indexes.reshape(-1).clone(),
+                "r_hat": means.reshape(-1).clone(), "received": 0,
+                "rem_at": rem_positions(n, self.rem_shares) if rem else []}
 
-    def rank(self, y_top, y_hat_base, hyper_features) -> dict:
-        """The residual's symbols and scale indexes in ranked order (most uncertain first)."""
-        means, indexes = self._means_and_indexes64(y_hat_base, hyper_features)
-        order = rank_elements(indexes)
-        symbols = quantize_symbols(y_top - y_hat_base, means).reshape(-1)[order]
-        return {"symbols": symbols.int().tolist(), "indexes_ranked": indexes.reshape(-1)[order].tolist(),
-                "indexes": indexes, "n": order.numel()}
+    def _refine(self, state: dict, j: int) -> torch.Tensor:
+        """REM ``j`` on what has been received: new (μ, σ, index) and mean fill for the rest;
+        returns the refined index map (its checksum is in the header)."""
+        if self._params64 is None:
+            self.prepare_inference()
+        shape, order, p = state["shape"], state["order"], state["received"]
+        mask = torch.zeros(state["n"], dtype=torch.float64)
+        mask[order[:p]] = 1.0
+        received = mask * (state["r_hat"] - state["means0"])
+        means, scales = (snap(t).reshape(-1) for t in self._rems64[j].module(
+            state["y_hat_base"], state["means0"].reshape(shape), state["scales0"].reshape(shape),
+            received.reshape(shape), mask.reshape(shape)))
+        rest = order[p:]
+        state["means"][rest] = means[rest]
+        state["indexes"][rest] = self._coder.indexes(scales)[rest]
+        state["r_hat"][rest] = means[rest]
+        return state["indexes"]
+
+    def rank(self, y_top, y_hat_base, hyper_features, rem: bool = False) -> dict:
+        """The residual's symbols and scale indexes in ranked order (most uncertain first),
+        each quantised around the mean it will be decoded with (refined past a REM point),
+        and the checksums of the REMs' index maps (0 for a REM with no room to run)."""
+        state = self._start(y_hat_base, hyper_features, rem)
+        residual = (y_top - y_hat_base).double().cpu().reshape(-1)
+        order, symbols = state["order"], torch.empty(state["n"], dtype=torch.float64)
+        rem_checks = [0] * len(state["rem_at"])
+        points = sorted((p, j) for j, p in enumerate(state["rem_at"]) if p is not None)
+        for stop, j in [*points, (state["n"], None)]:
+            segment = order[state["received"]:stop]
+            symbols[segment] = torch.round(residual[segment] - state["means"][segment])
+            state["r_hat"][segment] = symbols[segment] + state["means"][segment]
+            state["received"] = stop
+            if j is not None:
+                rem_checks[j] = tensor_checksum(self._refine(state, j))
+        return {"symbols": symbols[order].int().tolist(), "indexes_ranked": state["indexes"][order].tolist(),
+                "indexes": state["indexes_map"], "n": state["n"], "rem_checks": rem_checks}
 
     def encode_range(self, ranked: dict, start: int, end: int) -> bytes:
         """The chunk of ranked elements [start, end) as one rANS string."""
@@ -134,19 +175,31 @@ class RankedResidualLatentCodec(nn.Module):
         state = self.start_decoding(y_hat_base, hyper_features, checksum, schedule)
         for string in strings:
             self.decode_chunk(state, string)
-        return {"r_hat": state["r_hat"].reshape(state["shape"]), "indexes": state["indexes"]}
+        return {"r_hat": state["r_hat"].reshape(state["shape"]), "indexes": state["indexes_map"]}
 
-    def start_decoding(self, y_hat_base, hyper_features, checksum=None, schedule=None) -> dict:
-        """Decoder state before any chunk: the residual at its predicted mean."""
-        means, indexes, chunks = self._parameters64(y_hat_base, hyper_features, schedule)
-        verify_checksum(indexes, checksum, "residual scale indexes")
-        flat_means = means.reshape(-1)
-        return {"r_hat": flat_means.clone(), "means": flat_means, "indexes": indexes,
-                "flat_indexes": indexes.reshape(-1), "chunks": chunks, "received": 0, "shape": means.shape}
+    def start_decoding(self, y_hat_base, hyper_features, checksum=None, schedule=None, rem_checks=None) -> dict:
+        """Decoder state before any chunk: the residual at its predicted mean. ``rem_checks``
+        (a file written with REMs) are the checksums of the refined index maps."""
+        state = self._start(y_hat_base, hyper_features, rem_checks is not None)
+        verify_checksum(state["indexes_map"], checksum, "residual scale indexes")
+        state["bounds"] = chunk_bounds(state["n"], schedule or self.schedule)
+        state["chunk"] = 0
+        state["rem_checks"] = rem_checks or []
+        return state
 
     def decode_chunk(self, state: dict, string: bytes) -> None:
-        """Entropy-decode the next chunk into ``state["r_hat"]``."""
-        pos = state["chunks"][state["received"]]
-        state["r_hat"][pos] = self._coder.decode(string, state["flat_indexes"][pos]).to(state["r_hat"]) \
-            + state["means"][pos]
-        state["received"] += 1
+        """Entropy-decode the next chunk into ``state["r_hat"]``; a REM point inside it (or at
+        its end) refines the rest, and the rANS string is read on from there."""
+        start, end = state["bounds"][state["chunk"]]
+        stream = self._coder.stream(string, end - start)
+        order = state["order"]
+        while state["received"] < end:
+            stops = [p for p in state["rem_at"] if p is not None and state["received"] < p < end]
+            stop = min(stops, default=end)
+            segment = order[state["received"]:stop]
+            state["r_hat"][segment] = stream.read(state["indexes"][segment]) + state["means"][segment]
+            state["received"] = stop
+            for j, p in enumerate(state["rem_at"]):
+                if p == stop:
+                    verify_checksum(self._refine(state, j), state["rem_checks"][j], "refined residual scale indexes")
+        state["chunk"] += 1

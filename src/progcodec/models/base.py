@@ -42,16 +42,23 @@ class ProgressiveModel(CompressionModel):
     @torch.no_grad()
     def decompress(self, layers: list[bytes], latent_size: tuple[int, int], checksums=None,
                    ladder=(), preview: bool = False, base_chunk: bool = False,
-                   fine_ladder: bool = False) -> torch.Tensor:
+                   fine_ladder: bool = False, rem: bool = False) -> torch.Tensor:
         """Reconstruct from any prefix of the layers ``compress`` wrote: the model's
         ``decoder`` state, fed every layer, then one synthesis. ``checksums`` (from
         the file) are verified before each stage reads bits."""
-        decoder = self.decoder(latent_size, checksums, ladder, preview, base_chunk, fine_ladder)
+        decoder = self.decoder(latent_size, checksums, ladder, preview, base_chunk, fine_ladder, rem)
         for layer in layers:
             decoder.add(layer)
         return decoder.reconstruct()
 
-    def decoder(self, latent_size, checksums=None, ladder=(), preview=False, base_chunk=False, fine_ladder=False):
+    has_rem = False           # Rate Enhancement Modules in these weights (vam)
+
+    def checksum_count(self, rem: bool = False) -> int:
+        """Checksums in the header of a file written with (or without) REMs."""
+        return self.num_checksums
+
+    def decoder(self, latent_size, checksums=None, ladder=(), preview=False, base_chunk=False, fine_ladder=False,
+                rem=False):
         """An object with ``add(layer_bytes)`` and ``reconstruct() -> image tensor``."""
         raise NotImplementedError
 

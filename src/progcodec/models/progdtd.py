@@ -236,8 +236,10 @@ class ProgDTD(ProgressiveModel):
                 "checksums": [z_check, tensor_checksum(indexes)]}
 
     def decoder(self, latent_size, checksums=None, ladder=(), preview: bool = False,
-                base_chunk: bool = False, fine_ladder: bool = False) -> "ProgDTDDecoder":
+                base_chunk: bool = False, fine_ladder: bool = False, rem: bool = False) -> "ProgDTDDecoder":
         self.layer_count(ladder, preview, base_chunk, fine_ladder)   # rejects layouts progdtd never writes
+        if rem:
+            raise ValueError("progdtd has no Rate Enhancement Modules")
         return ProgDTDDecoder(self, latent_size, checksums, ladder, fine_ladder)
 
 

@@ -23,6 +23,7 @@ from ..coding.gaussian import (
 from ..coding.ranked_residual import RankedResidualLatentCodec
 from ..coding.ranking import (
     DEFAULT_SCHEDULE, chunk_bounds, even_quality_schedule, ladder_to_schedule, schedule_to_ladder, share_of,
+    top_fraction_mask,
 )
 from ..container import pack_strings, unpack_strings
 from .base import ProgressiveModel, bits
@@ -38,7 +39,8 @@ class VarianceAwareMasking(ProgressiveModel):
     num_checksums = 3  # z_hat, then the base and residual scale-index maps
 
     def __init__(self, N: int = 128, M: int = 192, schedule=DEFAULT_SCHEDULE,
-                 lambda_base: float = 0.0035, lambda_top: float = 0.0483, lambda_preview: float = 0.0):
+                 lambda_base: float = 0.0035, lambda_top: float = 0.0483, lambda_preview: float = 0.0,
+                 rem_shares=()):
         super().__init__()
         self.N, self.M = N, M
         self.lambda_base, self.lambda_top = lambda_base, lambda_top
@@ -55,7 +57,8 @@ class VarianceAwareMasking(ProgressiveModel):
         self.h_s = hyper_synthesis(N, 2 * M)
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(None)
-        self.residual = RankedResidualLatentCodec(M, 2 * M, schedule)
+        # Rate Enhancement Modules, one per share of the ranked residual (coding/rem.py)
+        self.residual = RankedResidualLatentCodec(M, 2 * M, schedule, rem_shares)
         self._h_s64: Float64Path | None = None
         self._base_coder: GaussianSymbolCoder | None = None
 
@@ -66,7 +69,16 @@ class VarianceAwareMasking(ProgressiveModel):
     def config(self) -> dict:
         return {"N": self.N, "M": self.M, "schedule": list(self.residual.schedule),
                 "lambda_base": self.lambda_base, "lambda_top": self.lambda_top,
-                "lambda_preview": self.lambda_preview}
+                "lambda_preview": self.lambda_preview,
+                **({"rem_shares": list(self.residual.rem_shares)} if self.residual.rem_shares else {})}
+
+    @property
+    def has_rem(self) -> bool:
+        return bool(self.residual.rem_shares)
+
+    def checksum_count(self, rem: bool = False) -> int:
+        """z, base and residual index maps, then one refined map per REM (files written with REMs)."""
+        return self.num_checksums + (len(self.residual.rem_shares) if rem else 0)
 
     # -- training: the rate-distortion loss ------------------------------
     def sample_fraction(self, batch: int, device) -> torch.Tensor:
@@ -77,7 +89,10 @@ class VarianceAwareMasking(ProgressiveModel):
     def forward(self, x: torch.Tensor, fraction: torch.Tensor | None = None) -> dict:
         """Two operating points per image: the base (mean-filled top) and a
         random masking quality q, each paying its own rate, with a distortion
-        weight rising geometrically from ``lambda_base`` (q=0) to ``lambda_top`` (q=1)."""
+        weight rising geometrically from ``lambda_base`` (q=0) to ``lambda_top`` (q=1).
+        With ``training_stage == "rem"``, the REMs' rate loss instead (:meth:`forward_rem`)."""
+        if getattr(self, "training_stage", "full") == "rem":
+            return self.forward_rem(x)
         batch, _, height, width = x.shape
         pixels = batch * height * width
         if fraction is None:
@@ -125,6 +140,35 @@ class VarianceAwareMasking(ProgressiveModel):
             "x_hat": x_q,
         }
 
+    def forward_rem(self, x: torch.Tensor) -> dict:
+        """Rate of the residual still to come at each REM point, coded with the REM's refined
+        parameters (the paper's rate-only loss); everything but the REMs is frozen and runs
+        without gradients. ``bpp_base`` is the same rate with the hyperprior's parameters."""
+        pixels = x.shape[0] * x.shape[2] * x.shape[3]
+        with torch.no_grad():
+            with transform_precision(self.transform_dtype, x.device):
+                features = self.g_a(x)
+                y_base, y_top = self.head_base(features).float(), self.head_top(features).float()
+            z_hat, _ = self.entropy_bottleneck(self.h_a(torch.cat([y_base, y_top], 1)), training=False)
+            hyper = self.h_s(z_hat)
+            scales_b, means_b = hyper.chunk(2, 1)
+            y_hat_base = torch.round(y_base - means_b) + means_b
+            scales, means = self.residual.residual_params(hyper, y_hat_base).chunk(2, 1)
+            residual = y_top - y_hat_base
+            received_all = torch.round(residual - means)
+        coder = self.residual.gaussian_conditional
+        bits, bits_before = x.new_zeros(()), x.new_zeros(())
+        for share, rem in zip(self.residual.rem_shares, self.residual.rems):
+            mask = top_fraction_mask(scales, torch.full((x.shape[0],), share, device=x.device))
+            refined_means, refined_scales = rem(y_hat_base, means, scales, mask * received_all, mask)
+            _, likelihoods = coder(residual, refined_scales, means=refined_means)
+            bits = bits - (torch.log2(likelihoods) * (1 - mask)).sum()
+            with torch.no_grad():
+                _, before = coder(residual, scales, means=means)
+                bits_before = bits_before - (torch.log2(before) * (1 - mask)).sum()
+        return {"loss": bits / pixels, "aux_loss": x.new_zeros(()), "bpp_full": (bits / pixels).detach(),
+                "bpp_base": bits_before / pixels, "x_hat": None}
+
     # -- coding ----------------------------------------------------------
     def prepare_inference(self) -> None:
         self._h_s64 = Float64Path(self.h_s)
@@ -162,7 +206,7 @@ class VarianceAwareMasking(ProgressiveModel):
 
     # -- coding ----------------------------------------------------------
     @torch.no_grad()
-    def _analyse(self, x: torch.Tensor) -> dict:
+    def _analyse(self, x: torch.Tensor, rem: bool = False) -> dict:
         """Everything up to the residual's ranking: z and the base coded, the residual ranked."""
         features = self.g_a(x)
         y_base, y_top = self.head_base(features), self.head_top(features)
@@ -171,9 +215,10 @@ class VarianceAwareMasking(ProgressiveModel):
         hyper, means_b, indexes_b = self._base_parameters(z_hat)
         symbols_b = quantize_symbols(y_base, means_b)
         base_string = self._base_coder.encode(symbols_b, indexes_b)
-        ranked = self.residual.rank(y_top.double().cpu(), symbols_b + means_b, hyper)
+        ranked = self.residual.rank(y_top.double().cpu(), symbols_b + means_b, hyper, rem=rem)
         return {"z": z_string, "base": base_string, "ranked": ranked,
-                "checksums": [z_check, tensor_checksum(indexes_b), tensor_checksum(ranked["indexes"])]}
+                "checksums": [z_check, tensor_checksum(indexes_b), tensor_checksum(ranked["indexes"]),
+                              *ranked["rem_checks"]]}
 
     @staticmethod
     def _layers(a: dict, chunks: list[bytes], preview: bool, base_chunk: bool) -> list[bytes]:
@@ -185,20 +230,22 @@ class VarianceAwareMasking(ProgressiveModel):
         return ([a["z"], a["base"]] if preview else [pack_strings([a["z"], a["base"]])]) + chunks
 
     @torch.no_grad()
-    def compress(self, x: torch.Tensor, ladder=(), preview: bool = False) -> dict:
-        """Layers: [z | base] or, with ``preview``, [z], [base]; then the residual chunks."""
-        a = self._analyse(x)
+    def compress(self, x: torch.Tensor, ladder=(), preview: bool = False, rem: bool = False) -> dict:
+        """Layers: [z | base] or, with ``preview``, [z], [base]; then the residual chunks
+        (with ``rem``, coded with the REMs' refined parameters past their points)."""
+        a = self._analyse(x, rem)
         chunks = [self.residual.encode_range(a["ranked"], start, end)
                   for start, end in chunk_bounds(a["ranked"]["n"], self.schedule(ladder))]
         return {"layers": self._layers(a, chunks, preview, False), "checksums": a["checksums"]}
 
     @torch.no_grad()
-    def compress_to_budgets(self, x: torch.Tensor, budgets: list[int], preview: bool = False) -> dict:
+    def compress_to_budgets(self, x: torch.Tensor, budgets: list[int], preview: bool = False,
+                            rem: bool = False) -> dict:
         """Layers whose cumulative payload bytes land on ``budgets`` (one per layer after the
         preview): the base layer holds the base and as much of the residual as its budget
         allows, each later layer the most ranked elements that fit (found by bisection over
         real rANS strings). Returns the layers, checksums and the ladder that reproduces them."""
-        a = self._analyse(x)
+        a = self._analyse(x, rem)
         n = a["ranked"]["n"]
         fixed = len(a["z"]) + len(a["base"]) + len(pack_strings([b""] * (2 if preview else 3)))
         ends, chunks = fit_ranges(lambda start, end: self.residual.encode_range(a["ranked"], start, end),
@@ -224,9 +271,11 @@ class VarianceAwareMasking(ProgressiveModel):
         return hyper, self._base_coder.decode(base_string, indexes_b) + means_b
 
     def decoder(self, latent_size, checksums=None, ladder=(), preview: bool = False,
-                base_chunk: bool = False, fine_ladder: bool = False) -> "VamDecoder":
+                base_chunk: bool = False, fine_ladder: bool = False, rem: bool = False) -> "VamDecoder":
         self.layer_count(ladder, preview, base_chunk, fine_ladder)   # rejects layouts vam never writes
-        return VamDecoder(self, latent_size, checksums, ladder, preview, base_chunk)
+        if rem and not self.has_rem:
+            raise ValueError("the file was written with REMs, and these weights have none")
+        return VamDecoder(self, latent_size, checksums, ladder, preview, base_chunk, rem)
 
 
 class VamDecoder:
@@ -238,9 +287,11 @@ class VamDecoder:
     """
 
     def __init__(self, model: VarianceAwareMasking, latent_size, checksums=None, ladder=(), preview=False,
-                 base_chunk=False):
+                 base_chunk=False, rem=False):
         self.model, self.latent_size, self.preview, self.base_chunk = model, latent_size, preview, base_chunk
-        self.z_check, self.base_check, self.residual_check = checksums if checksums else (None, None, None)
+        checksums = list(checksums) if checksums else [None] * model.checksum_count(rem)
+        self.z_check, self.base_check, self.residual_check = checksums[:3]
+        self.rem_checks = checksums[3:] if rem else None
         self.schedule = model.schedule(ladder)
         self.layers = 0
         self.hyper = self.y_hat_base = self.residual = None
@@ -260,7 +311,8 @@ class VamDecoder:
                 z_string, *strings = unpack_strings(layer, 3 if self.base_chunk else 2)
             self.hyper, self.y_hat_base = m._decode_z_and_base(z_string, strings[0], self.latent_size,
                                                                self.z_check, self.base_check)
-            self.residual = m.residual.start_decoding(self.y_hat_base, self.hyper, self.residual_check, self.schedule)
+            self.residual = m.residual.start_decoding(self.y_hat_base, self.hyper, self.residual_check, self.schedule,
+                                                      self.rem_checks)
             if self.base_chunk:
                 m.residual.decode_chunk(self.residual, strings[1])
         else:

@@ -46,6 +46,8 @@ class TrainConfig:
     max_minutes: float | None = None  # stop (checkpoint, export) after this much wall time
     resume: str | None = None
     init: str | None = None        # start from exported weights (fine-tune), fresh optimiser
+    stage: str = "full"            # "rem": train vam's Rate Enhancement Modules alone on a frozen --init model
+    rem_shares: tuple = ()         # vam: where in the ranked residual each REM runs (stage rem: default 0.05)
     checkpoint: str | None = None  # default: OUT with .ckpt
     checkpoint_every: int = 200
     checkpoint_minutes: float = 5.0
@@ -108,6 +110,16 @@ def validate(model, images: torch.Tensor, batch: int = 8) -> dict:
     (and the preview, where the model prices one), always in float32."""
     model.eval()
     dtype, model.transform_dtype = getattr(model, "transform_dtype", None), None
+    if getattr(model, "training_stage", "full") == "rem":   # the residual's rate after the REM points
+        before = after = 0.0
+        for i in range(0, len(images), batch):
+            x = images[i:i + batch].to(next(model.parameters()).device)
+            out = model(x)
+            before += float(out["bpp_base"]) * len(x) / len(images)
+            after += float(out["bpp_full"]) * len(x) / len(images)
+        model.train()
+        model.transform_dtype = dtype
+        return {"rem_bpp_before": before, "rem_bpp_after": after}
     sums = {"bpp_base": 0.0, "bpp_full": 0.0, "mse_base": 0.0, "mse_q": 0.0, "mse_preview": 0.0}
     for i in range(0, len(images), batch):
         x = images[i:i + batch].to(next(model.parameters()).device)
@@ -169,18 +181,34 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
     val_images = center_crops(val_files, cfg.val_crop) if val_files and rank == 0 else None
 
     extra = {"lambda_preview": cfg.lambda_preview} if cfg.lambda_preview else {}
+    if cfg.stage not in ("full", "rem"):
+        raise ValueError(f"unknown training stage {cfg.stage!r}: full or rem")
+    rem_shares = tuple(cfg.rem_shares) or ((0.05,) if cfg.stage == "rem" else ())
+    if rem_shares:
+        if cfg.model != "vam":
+            raise ValueError("Rate Enhancement Modules are vam's")
+        extra["rem_shares"] = rem_shares
+    if cfg.stage == "rem" and not (cfg.init or cfg.resume):
+        raise ValueError("--stage rem trains REMs on a trained model: give --init WEIGHTS")
     model = MODELS[cfg.model](lambda_base=cfg.lambda_base, lambda_top=cfg.lambda_top,
                               **extra, **cfg.model_args).to(device)
     model.transform_dtype = transform_dtype(cfg.precision, device)
-    quantiles = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
-    main = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    if cfg.stage == "rem":  # the backbone and hyperprior stay as they are: only the REMs learn
+        model.training_stage = "rem"
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("residual.rems."))
+    quantiles = [p for n, p in model.named_parameters() if n.endswith("quantiles") and p.requires_grad]
+    main = [p for n, p in model.named_parameters() if not n.endswith("quantiles") and p.requires_grad]
     optimizer = torch.optim.Adam([{"params": main, "lr": cfg.lr}, {"params": quantiles, "lr": cfg.aux_lr}])
 
     step, elapsed, history, previous = 0, 0.0, [], None
     if cfg.init and not cfg.resume:
         from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(cfg.init))
+        missing, unexpected = model.load_state_dict(load_file(cfg.init), strict=False)
+        new_rems = all(k.startswith("residual.rems.") for k in missing)
+        if unexpected or not new_rems or (missing and cfg.stage != "rem"):
+            raise ValueError(f"{cfg.init} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
         init_manifest = Path(cfg.init).with_suffix(".json")
         previous = json.loads(init_manifest.read_text()).get("training") if init_manifest.exists() else None
     if cfg.resume:
@@ -235,7 +263,8 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
             step += 1
             elapsed += time.monotonic() - t0
             emit("step", {"step": step, "steps": cfg.steps, "loss": float(out["loss"].detach()),
-                          "bpp": float(out["bpp_full"]), "psnr": mse_to_psnr(float(out["mse_q"]), peak=1.0),
+                          "bpp": float(out["bpp_full"]),
+                          "psnr": mse_to_psnr(float(out["mse_q"]), peak=1.0) if "mse_q" in out else float("nan"),
                           "lr": optimizer.param_groups[0]["lr"]})
             if not math.isfinite(float(out["loss"].detach())):
                 raise FloatingPointError(f"loss became {float(out['loss'].detach())} at step {step}")
@@ -266,6 +295,7 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
                 "lambda_preview": cfg.lambda_preview,
                 "precision": str(model.transform_dtype or torch.float32).replace("torch.", ""),
                 "warmup": cfg.warmup,
+                "stage": cfg.stage, **({"rem_shares": list(rem_shares)} if rem_shares else {}),
                 "data": [str(d) for d in cfg.data], "images": len(train_files),
                 "device": f"{device.type} ({platform.processor() or platform.machine()}, "
                           f"{torch.get_num_threads()} threads)" if device.type == "cpu"

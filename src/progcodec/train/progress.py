@@ -37,6 +37,9 @@ class TrainingProgress:
                                  f"bpp {info['bpp']:.3f} psnr {info['psnr']:.2f}")
             stats = f"loss {info['loss']:.3f}  bpp {info['bpp']:.3f}  psnr {info['psnr']:.2f}  lr {info['lr']:.1e}"
             self.progress.update(self._task("training", info["steps"]), completed=info["step"], stats=stats)
+        elif kind == "val" and "rem_bpp_before" in info:
+            self.console.log(f"val @ {info['step']}: residual after the REM points {info['rem_bpp_before']:.4f} bpp "
+                             f"-> {info['rem_bpp_after']:.4f} bpp with the REMs")
         elif kind == "val":
             self.console.log(
                 f"val @ {info['step']}: base {info['bpp_base']:.3f} bpp {info['psnr_base']:.2f} dB, "
