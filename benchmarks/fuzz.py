@@ -43,7 +43,7 @@ from progcodec.errors import ProgcodecError, ProgcodecWarning
 # -- a model that needs no trained weights -------------------------------------------------
 
 
-def seeded_model(seed: int = 0, name: str = "vam"):
+def seeded_model(seed: int = 0, name: str = "vam", **config):
     """Model ``name`` (default arguments) from ``torch.manual_seed(seed)``, made to code real bits.
 
     Straight from initialisation the latents are ~0 and every predicted scale
@@ -57,7 +57,7 @@ def seeded_model(seed: int = 0, name: str = "vam"):
     from progcodec.models import MODELS
 
     torch.manual_seed(seed)
-    model = MODELS[name]()
+    model = MODELS[name](**config)   # config: constructor arguments (N, M, ...) for a smaller net
     with torch.no_grad():
         if name == "vam":
             heads = (model.head_base, model.head_top)
@@ -72,15 +72,19 @@ def seeded_model(seed: int = 0, name: str = "vam"):
         for layer, scale_channels in scale_layers:
             layer.weight.mul_(20.0)
             layer.bias[:scale_channels].add_(1.0)    # the scale half of (scales, means)
+        for rem in getattr(getattr(model, "residual", None), "rems", ()):
+            rem.net[-1].weight.normal_(0, 0.02)     # an untrained REM is the identity: make it refine
+            rem.net[-1].bias.normal_(0, 0.1)
     return model
 
 
-def save_seeded_weights(directory: Path, seed: int = 0, name: str = "vam") -> Path:
+def save_seeded_weights(directory: Path, seed: int = 0, name: str = "vam", **config) -> Path:
     """Save :func:`seeded_model` as ``directory/NAME.safetensors`` (+ manifest)."""
     from progcodec.weights import save_weights
 
     path = Path(directory) / f"{name}.safetensors"
-    save_weights(seeded_model(seed, name), path, {"note": f"untrained, torch.manual_seed({seed}), for tests"})
+    save_weights(seeded_model(seed, name, **config), path,
+                 {"note": f"untrained, torch.manual_seed({seed}), for tests"})
     return path
 
 

@@ -7,9 +7,11 @@ benchmarks/fuzz.py (the ``fuzzlib`` fixture), shared with the long run.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 import warnings
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -172,3 +174,82 @@ def test_long_fuzz(fuzzlib, vam_sample):
     """A longer run with the format's own limits (minutes): python -m pytest -m slow."""
     report = fuzzlib.fuzz(vam_sample, _decode, cases=2000, seed=3, time_limit=120, max_side=None, truncate_stride=1)
     _assert_clean(report)
+
+
+# -- the coverage-guided harness (benchmarks/atheris_fuzz.py) and the corpus it grew -------------------------
+
+CORPUS = Path(__file__).resolve().parent.parent / "benchmarks" / "fuzz-corpus"
+
+
+@pytest.fixture(scope="module")
+def atheris_harness(fuzzlib, tmp_path_factory, monkeypatch_module):
+    """benchmarks/atheris_fuzz.py loaded by path, its small seeded weights first on PROGCODEC_WEIGHTS
+    (the committed corpus names them by id: the same seed and torch give the same weights)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("progcodec_atheris_fuzz", CORPUS.parent / "atheris_fuzz.py")
+    harness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
+    harness.fuzzlib = fuzzlib
+    folder = tmp_path_factory.mktemp("atheris-weights")
+    fuzzlib.save_seeded_weights(folder, 0, "vam", rem_shares=(0.1,), **harness.SMALL)
+    fuzzlib.save_seeded_weights(folder, 0, "progdtd", **harness.SMALL)
+    monkeypatch_module.setenv("PROGCODEC_WEIGHTS", f"{folder}{os.pathsep}{os.environ.get('PROGCODEC_WEIGHTS', '')}")
+    return harness
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def test_the_seeds_are_real_files_of_every_layout(atheris_harness):
+    """The seeds decode in full: they reach the models, so mutations of them can too."""
+    layouts = set()
+    for path in sorted((CORPUS / "seeds").iterdir()):
+        data = path.read_bytes()
+        h = container.parse(data).header
+        layouts.add((h.model, h.version, h.preview, h.base_chunk, h.fine_ladder))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ProgcodecWarning)
+            assert progcodec.decode(data).size == (h.width, h.height), path.name
+    assert {v for _, v, *_ in layouts} == {1, 2, 3} and {m for m, *_ in layouts} == {"vam", "progdtd"}
+    assert any(p for _, _, p, _, _ in layouts) and any(b for *_, b, _ in layouts) and any(f for *_, f in layouts)
+    assert any(container.parse(p.read_bytes()).header.rem for p in (CORPUS / "seeds").iterdir())
+
+
+def test_repaired_crcs_let_a_mutation_reach_the_layers(atheris_harness):
+    data = (CORPUS / "seeds" / "vam-default").read_bytes()
+    pgc = container.parse(data)
+    damaged = bytearray(data)
+    damaged[pgc.layer_ends[2] - 3] ^= 0xFF                      # inside layer 3
+    assert len(container.parse(bytes(damaged)).layers) == 2     # the CRC stops it ...
+    repaired = atheris_harness.repair_crcs(bytes(damaged))
+    assert len(container.parse(repaired).layers) == len(pgc.layers)   # ... unless repaired
+
+
+def test_the_grown_corpus_decodes_or_fails_cleanly(atheris_harness):
+    """Every input the coverage-guided run kept (and every finding, once fixed): a picture of
+    the header's size or a ProgcodecError, parse and info agreeing."""
+    paths = sorted(p for folder in ("decode", "findings") if (CORPUS / folder).is_dir()
+                   for p in (CORPUS / folder).iterdir())
+    assert len(paths) >= 40
+    for path in paths:
+        atheris_harness.check_decode(path.read_bytes())
+
+
+@pytest.mark.slow
+def test_the_atheris_harness_runs(tmp_path):
+    """A short coverage-guided run from the seeds: no crash, no hang (python -m pytest -m slow)."""
+    pytest.importorskip("atheris")
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    result = subprocess.run([sys.executable, str(CORPUS.parent / "atheris_fuzz.py"), "-runs=3000", "-timeout=30",
+                             "-max_len=8192", str(corpus), str(CORPUS / "seeds")],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Done 3000 runs" in result.stderr and not list(tmp_path.glob("crash-*"))

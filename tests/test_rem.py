@@ -15,13 +15,10 @@ from progcodec.weights import save_weights
 
 @pytest.fixture(scope="module")
 def rem_weights(fuzzlib, tmp_path_factory):
-    """Seeded vam weights with two REMs whose last layers are not zero (so they change the
-    parameters: an untrained REM is the identity)."""
+    """Seeded vam weights with two REMs whose last layers are not zero (the seeded recipe
+    makes them refine: an untrained REM is the identity)."""
     model = fuzzlib.seeded_model(0, "vam", rem_shares=(0.05, 0.3))
-    with torch.no_grad():
-        for rem in model.residual.rems:
-            rem.net[-1].weight.normal_(0, 0.02, generator=torch.Generator().manual_seed(1))
-            rem.net[-1].bias.normal_(0, 0.1, generator=torch.Generator().manual_seed(2))
+    assert all(rem.net[-1].weight.abs().sum() > 0 for rem in model.residual.rems)
     path = tmp_path_factory.mktemp("rem") / "vam.safetensors"
     save_weights(model, path, {"note": "seeded, with REMs, for tests"})
     return str(path)
@@ -92,6 +89,8 @@ def test_rems_need_weights_that_have_them(astronaut, rem_weights, net, fuzzlib):
 
 def test_an_untrained_rem_changes_nothing(astronaut, fuzzlib, tmp_path):
     model = fuzzlib.seeded_model(0, "vam", rem_shares=(0.1,))
+    fresh = type(model.residual.rems[0])(model.M)        # as constructed: its last layer is zero
+    model.residual.rems[0].load_state_dict(fresh.state_dict())
     path = tmp_path / "vam.safetensors"
     save_weights(model, path, {"note": "zero REM"})
     with_rem = container.parse(progcodec.encode(astronaut, model=str(path)))

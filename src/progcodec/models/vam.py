@@ -161,10 +161,13 @@ class VarianceAwareMasking(ProgressiveModel):
         for share, rem in zip(self.residual.rem_shares, self.residual.rems):
             mask = top_fraction_mask(scales, torch.full((x.shape[0],), share, device=x.device))
             refined_means, refined_scales = rem(y_hat_base, means, scales, mask * received_all, mask)
-            _, likelihoods = coder(residual, refined_scales, means=refined_means)
+            # the symbols as coded: rounded around the refined mean (straight-through), not the
+            # noise proxy, whose rate does not see where the mean moves the rounding
+            symbols = ste_round(residual - refined_means)
+            likelihoods = coder.likelihood_lower_bound(coder._likelihood(symbols, refined_scales))
             bits = bits - (torch.log2(likelihoods) * (1 - mask)).sum()
             with torch.no_grad():
-                _, before = coder(residual, scales, means=means)
+                before = coder.likelihood_lower_bound(coder._likelihood(torch.round(residual - means), scales))
                 bits_before = bits_before - (torch.log2(before) * (1 - mask)).sum()
         return {"loss": bits / pixels, "aux_loss": x.new_zeros(()), "bpp_full": (bits / pixels).detach(),
                 "bpp_base": bits_before / pixels, "x_hat": None}

@@ -32,10 +32,11 @@ class TrainingProgress:
         if kind == "load":
             self.progress.update(self._task("loading images", info["total"]), completed=info["done"])
         elif kind == "step":
+            psnr = "" if info["psnr"] != info["psnr"] else f" psnr {info['psnr']:.2f}"   # nan: a rate-only stage
             if not self.console.is_terminal and info["step"] % 50 == 0:
                 self.console.log(f"step {info['step']}/{info['steps']}: loss {info['loss']:.3f} "
-                                 f"bpp {info['bpp']:.3f} psnr {info['psnr']:.2f}")
-            stats = f"loss {info['loss']:.3f}  bpp {info['bpp']:.3f}  psnr {info['psnr']:.2f}  lr {info['lr']:.1e}"
+                                 f"bpp {info['bpp']:.3f}{psnr}")
+            stats = f"loss {info['loss']:.3f}  bpp {info['bpp']:.3f}{psnr}  lr {info['lr']:.1e}"
             self.progress.update(self._task("training", info["steps"]), completed=info["step"], stats=stats)
         elif kind == "val" and "rem_bpp_before" in info:
             self.console.log(f"val @ {info['step']}: residual after the REM points {info['rem_bpp_before']:.4f} bpp "
