@@ -227,7 +227,8 @@ def test_progdtd_bad_rate_targets_are_clear_errors(big_astronaut, net):
 
 
 def test_fine_ladder_values_give_back_every_element_count():
-    from progcodec.models.progdtd import CHANNEL_UNIT, _fine_end, _fine_value
+    from progcodec.container import FINE_CHANNEL_UNIT as CHANNEL_UNIT
+    from progcodec.models.progdtd import _fine_end, _fine_value
 
     for per_channel in (1, 3, 16, 1536, 4097, CHANNEL_UNIT):
         for end in sorted({0, 1, per_channel - 1, per_channel, 7 * per_channel + per_channel // 3, 192 * per_channel}):

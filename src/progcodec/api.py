@@ -102,18 +102,17 @@ def encode(image, model="vam", layers: int | None = None, device: str = "auto",
     rem = net.has_rem if rem is None else bool(rem)
     if rem and not net.has_rem:
         raise ProgcodecError(f"these {net.name} weights have no Rate Enhancement Modules (encode without rem)")
-    coding = {"rem": True} if rem else {}
     if bpp is not None or max_bytes is not None:
-        return _encode_to_targets(net, im, x, bpp, max_bytes, bool(preview), ladder, layers, coding)
+        return _encode_to_targets(net, im, x, bpp, max_bytes, bool(preview), ladder, layers, rem)
     header_ladder, preview = file_ladder(net, ladder, preview)
     count = net.layer_count(header_ladder, preview)
     layers = _check_layers(layers, count, f"this {net.name} ladder has {count} layers")
-    out = net.compress(x, ladder=header_ladder, preview=preview, **coding)
+    out = net.compress(x, ladder=header_ladder, preview=preview, rem=rem)
     return container.build(net.name, net.weights_digest, im.width, im.height,
                            out["layers"][:layers], out["checksums"], preview=preview, ladder=header_ladder, rem=rem)
 
 
-def _encode_to_targets(net, im, x, bpp, max_bytes, preview, ladder, layers, coding) -> bytes:
+def _encode_to_targets(net, im, x, bpp, max_bytes, preview, ladder, layers, rem) -> bytes:
     if bpp is not None and max_bytes is not None:
         raise ProgcodecError("give rate targets as bpp or as bytes, not both")
     if ladder is not None or layers is not None:
@@ -125,10 +124,10 @@ def _encode_to_targets(net, im, x, bpp, max_bytes, preview, ladder, layers, codi
     count = len(targets) + int(preview)
     if count > container.MAX_LAYERS:
         raise ProgcodecError(f"at most {container.MAX_LAYERS} layers, not {count}")
-    head = container.header_size(net.name, count, net.checksum_count(bool(coding)), len(targets))
+    head = container.header_size(net.name, count, net.checksum_count(rem), len(targets))
     unit = (lambda b: f"{b * 8 / pixels:.4f} bpp") if bpp is not None else (lambda b: f"{b:.0f} B")
     try:
-        out = net.compress_to_budgets(x, [int(t) - head for t in targets], preview=preview, **coding)
+        out = net.compress_to_budgets(x, [int(t) - head for t in targets], preview=preview, rem=rem)
     except ValueError as e:  # say it in the caller's units, header included
         import re
 
@@ -136,7 +135,7 @@ def _encode_to_targets(net, im, x, bpp, max_bytes, preview, ladder, layers, codi
         raise ProgcodecError(f"bad rate targets: {message}") from None
     return container.build(net.name, net.weights_digest, im.width, im.height, out["layers"], out["checksums"],
                            preview=preview, ladder=out["ladder"], base_chunk=out.get("base_chunk", False),
-                           fine_ladder=out.get("fine_ladder", False), rem=bool(coding))
+                           fine_ladder=out.get("fine_ladder", False), rem=rem)
 
 
 def _parse(data: bytes) -> container.PgcFile:

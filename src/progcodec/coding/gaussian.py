@@ -44,8 +44,10 @@ class Float64Path:
             p.requires_grad_(False)
 
     @torch.no_grad()
-    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return snap(self.module(*(t.detach().to("cpu", torch.float64) for t in inputs)))
+    def __call__(self, *inputs: torch.Tensor):
+        """The module's output on the grid (each of them, for a module that returns a tuple)."""
+        out = self.module(*(t.detach().to("cpu", torch.float64) for t in inputs))
+        return tuple(snap(t) for t in out) if isinstance(out, tuple) else snap(out)
 
 
 class GaussianSymbolCoder:
@@ -94,12 +96,7 @@ class GaussianSymbolCoder:
 
     def decode(self, string: bytes, indexes: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`encode`: symbols shaped like ``indexes``."""
-        if indexes.numel() == 0:
-            return torch.zeros(indexes.shape, dtype=torch.float64)
-        renumbered, cdfs, lengths, offsets = self._tables(indexes.reshape(-1).cpu().numpy())
-        values = RansDecoder().decode_with_indexes(memory_safe(string, indexes.numel()), renumbered, cdfs,
-                                                   lengths, offsets)
-        return torch.tensor(values, dtype=torch.float64).reshape(indexes.shape)
+        return self.stream(string, indexes.numel()).read(indexes)
 
 
 class SymbolStream:

@@ -6,7 +6,7 @@ import torch
 from compressai.entropy_models import GaussianConditional
 from torch import nn
 
-from .gaussian import Float64Path, GaussianSymbolCoder, snap, ste_round, tensor_checksum, verify_checksum
+from .gaussian import Float64Path, GaussianSymbolCoder, ste_round, tensor_checksum, verify_checksum
 from .ranking import DEFAULT_SCHEDULE, chunk_bounds, chunk_positions, rank_elements, top_fraction_mask, validate_schedule
 from .rem import RateEnhancementModule, rem_positions
 
@@ -128,13 +128,11 @@ class RankedResidualLatentCodec(nn.Module):
     def _refine(self, state: dict, j: int) -> torch.Tensor:
         """REM ``j`` on what has been received: new (μ, σ, index) and mean fill for the rest;
         returns the refined index map (its checksum is in the header)."""
-        if self._params64 is None:
-            self.prepare_inference()
         shape, order, p = state["shape"], state["order"], state["received"]
         mask = torch.zeros(state["n"], dtype=torch.float64)
         mask[order[:p]] = 1.0
         received = mask * (state["r_hat"] - state["means0"])
-        means, scales = (snap(t).reshape(-1) for t in self._rems64[j].module(
+        means, scales = (t.reshape(-1) for t in self._rems64[j](
             state["y_hat_base"], state["means0"].reshape(shape), state["scales0"].reshape(shape),
             received.reshape(shape), mask.reshape(shape)))
         rest = order[p:]

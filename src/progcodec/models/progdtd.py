@@ -43,9 +43,6 @@ from .transforms import GDN, conv, deconv, synthesis, transform_precision
 # channel matters most (for M=192: 8, 16, 24, 32, 48, 64, 96, 128, 160, 192).
 DEFAULT_GROUP_FRACTIONS = (1 / 24, 1 / 12, 1 / 8, 1 / 6, 1 / 4, 1 / 3, 1 / 2, 2 / 3, 5 / 6, 1.0)
 
-# Fine ladders: channel counts in units of 2**-16 (exact for up to 2**16 elements a channel).
-CHANNEL_UNIT = FINE_CHANNEL_UNIT
-
 
 class ProgDTD(ProgressiveModel):
     name = "progdtd"
@@ -159,14 +156,14 @@ class ProgDTD(ProgressiveModel):
         return tuple(self.groups(counts))
 
     def groups(self, ladder=(), fine_ladder: bool = False) -> tuple[int, ...]:
-        """Channel counts from a header ladder (in units of CHANNEL_UNIT for a fine one);
+        """Channel counts from a header ladder (in units of FINE_CHANNEL_UNIT for a fine one);
         () is the trained groups (version-1 files)."""
         if not ladder:
             if fine_ladder:
                 raise ValueError("a fine ladder is always written out")
             return self.channel_groups
         ladder = tuple(int(c) for c in ladder)
-        top = self.M * (CHANNEL_UNIT if fine_ladder else 1)
+        top = self.M * (FINE_CHANNEL_UNIT if fine_ladder else 1)
         if ladder[0] < 1 or ladder[-1] > top or any(b <= a for a, b in zip(ladder, ladder[1:])):
             raise ValueError(f"channel counts must rise strictly, from 1 up to at most M={self.M}")
         return ladder
@@ -196,21 +193,26 @@ class ProgDTD(ProgressiveModel):
         return (within + torch.arange(channels)[:, None] * per_channel).reshape(-1)
 
     @torch.no_grad()
-    def compress(self, x: torch.Tensor, ladder=(), preview: bool = False) -> dict:
+    def compress(self, x: torch.Tensor, ladder=(), preview: bool = False, rem: bool = False) -> dict:
         if preview:
             raise ValueError("progdtd has no preview layer")
+        if rem:
+            raise ValueError("progdtd has no Rate Enhancement Modules")
         a = self._analyse(x, fine_ladder=False)
         strings = [a["encode_range"](start, end) for start, end in self._element_bounds(a["per_channel"], ladder)]
         return {"layers": [pack_strings([a["z"], strings[0]])] + strings[1:], "checksums": a["checksums"]}
 
     @torch.no_grad()
-    def compress_to_budgets(self, x: torch.Tensor, budgets: list[int], preview: bool = False) -> dict:
+    def compress_to_budgets(self, x: torch.Tensor, budgets: list[int], preview: bool = False,
+                            rem: bool = False) -> dict:
         """Layers whose cumulative payload bytes land on ``budgets``: layer 1 holds z and as
         many channels (and ranked elements of the next) as its budget allows, each later
         layer the most that fit, by bisection over real rANS strings. Returns the layers,
         checksums and the fine ladder that reproduces them."""
         if preview:
             raise ValueError("progdtd has no preview layer")
+        if rem:
+            raise ValueError("progdtd has no Rate Enhancement Modules")
         a = self._analyse(x, fine_ladder=True)
         per_channel = a["per_channel"]
         fixed = len(a["z"]) + len(pack_strings([b"", b""]))
@@ -244,13 +246,13 @@ class ProgDTD(ProgressiveModel):
 
 
 def _fine_end(value: int, per_channel: int) -> int:
-    """Elements sent up to a fine ladder value (channels in units of CHANNEL_UNIT), rounded half up."""
-    return (value * per_channel + CHANNEL_UNIT // 2) // CHANNEL_UNIT
+    """Elements sent up to a fine ladder value (channels in units of FINE_CHANNEL_UNIT), rounded half up."""
+    return (value * per_channel + FINE_CHANNEL_UNIT // 2) // FINE_CHANNEL_UNIT
 
 
 def _fine_value(end: int, per_channel: int) -> int:
     """The fine ladder value whose :func:`_fine_end` is exactly ``end``."""
-    value = (2 * end * CHANNEL_UNIT + per_channel) // (2 * per_channel)
+    value = (2 * end * FINE_CHANNEL_UNIT + per_channel) // (2 * per_channel)
     if _fine_end(value, per_channel) != end:
         raise ValueError(f"{per_channel} elements a channel are too many for a fine ladder; "
                          "rate targets take images of up to 2**16 latent elements a channel")

@@ -110,16 +110,6 @@ def validate(model, images: torch.Tensor, batch: int = 8) -> dict:
     (and the preview, where the model prices one), always in float32."""
     model.eval()
     dtype, model.transform_dtype = getattr(model, "transform_dtype", None), None
-    if getattr(model, "training_stage", "full") == "rem":   # the residual's rate after the REM points
-        before = after = 0.0
-        for i in range(0, len(images), batch):
-            x = images[i:i + batch].to(next(model.parameters()).device)
-            out = model(x)
-            before += float(out["bpp_base"]) * len(x) / len(images)
-            after += float(out["bpp_full"]) * len(x) / len(images)
-        model.train()
-        model.transform_dtype = dtype
-        return {"rem_bpp_before": before, "rem_bpp_after": after}
     sums = {"bpp_base": 0.0, "bpp_full": 0.0, "mse_base": 0.0, "mse_q": 0.0, "mse_preview": 0.0}
     for i in range(0, len(images), batch):
         x = images[i:i + batch].to(next(model.parameters()).device)
@@ -129,6 +119,8 @@ def validate(model, images: torch.Tensor, batch: int = 8) -> dict:
     model.train()
     model.transform_dtype = dtype
     n = len(images)
+    if getattr(model, "training_stage", "full") == "rem":   # the residual's rate after the REM points
+        return {"rem_bpp_before": sums["bpp_base"] / n, "rem_bpp_after": sums["bpp_full"] / n}
     result = {"bpp_base": sums["bpp_base"] / n, "bpp_full": sums["bpp_full"] / n,
               "psnr_base": mse_to_psnr(sums["mse_base"] / n, peak=1.0),
               "psnr_full": mse_to_psnr(sums["mse_q"] / n, peak=1.0)}
