@@ -292,6 +292,10 @@ def test_rem_stage_trains_only_the_rems_and_lowers_the_residual_rate(photo_dir, 
     data = progcodec.encode(Image.open(photo_dir / "astronaut.png"), model=rem.out, ladder=6)
     assert container.parse(data).header.rem
     assert progcodec.decode(data, model=rem.out).size == (160, 120)
+    # training the backbone from them again leaves the REMs behind: they would be stale
+    backbone = _config(photo_dir, tmp_path / "e", steps=2, init=rem.out)
+    train(backbone)
+    assert set(load_file(backbone.out)) == set(before)
     with pytest.raises(ValueError, match="--init"):
         train(_config(photo_dir, tmp_path / "c", stage="rem"))
     with pytest.raises(ValueError, match="vam"):

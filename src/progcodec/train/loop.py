@@ -197,7 +197,12 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
     if cfg.init and not cfg.resume:
         from safetensors.torch import load_file
 
-        missing, unexpected = model.load_state_dict(load_file(cfg.init), strict=False)
+        state = load_file(cfg.init)
+        if cfg.stage == "full" and not rem_shares:
+            # REMs are trained on a frozen backbone (--stage rem); training the backbone
+            # makes them stale, so they are left behind (scripts/attach_rems.py carries them)
+            state = {k: v for k, v in state.items() if not k.startswith("residual.rems.")}
+        missing, unexpected = model.load_state_dict(state, strict=False)
         new_rems = all(k.startswith("residual.rems.") for k in missing)
         if unexpected or not new_rems or (missing and cfg.stage != "rem"):
             raise ValueError(f"{cfg.init} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
