@@ -60,7 +60,7 @@ def prepare_weights() -> Path:
 
 
 def make_seeds(folder: Path) -> list[Path]:
-    """Small valid files of every layout the encoder writes (and a version-1 one)."""
+    """Small valid files of every layout the encoder writes (and a version-1 one), tiled ones included."""
     import progcodec
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -82,6 +82,9 @@ def make_seeds(folder: Path) -> list[Path]:
     files["progdtd-fine"] = progcodec.encode(small, model=dtd, max_bytes=[full[0]["cumulative_bytes"] + 30,
                                                                           full[-1]["cumulative_bytes"] - 40])
     files["vam-v1"] = to_version_1(files["vam-trained"])
+    tall = fuzzlib.sample_image(40, 300)                # two tiles of 256-px tiles (format version 4)
+    files["vam-tiled"] = progcodec.encode(tall, model=vam, ladder=4, tile=256)
+    files["progdtd-tiled"] = progcodec.encode(tall, model=dtd, ladder=3, tile=256)
     paths = []
     for name, data in files.items():
         (folder / name).write_bytes(data)

@@ -111,10 +111,11 @@ FIELD_FORMATS = {
     "magic": "4s", "version": ">B", "name_len": ">B", "name": None, "digest": "8s",
     "width": ">I", "height": ">I", "num_layers": ">H", "num_checks": ">B",
     "checks": ">I", "lengths": ">I", "crcs": ">I", "layout": ">B", "ladder_len": ">B", "ladder": ">I",
-    "hcrc": ">I",
+    "tile_h": ">H", "tile_w": ">H", "hcrc": ">I",
 }
-# layout, ladder_len and ladder exist from format version 2 on
-INT_FIELDS = ("version", "name_len", "width", "height", "num_layers", "num_checks", "layout", "ladder_len")
+# layout, ladder_len and ladder exist from format version 2 on, tile_h and tile_w in tiled version-4 files
+INT_FIELDS = ("version", "name_len", "width", "height", "num_layers", "num_checks", "layout", "ladder_len",
+              "tile_h", "tile_w")
 ARRAY_FIELDS = ("checks", "lengths", "crcs", "ladder")
 
 
@@ -158,6 +159,10 @@ def header_layout(data: bytes) -> dict[str, tuple[int, int]] | None:
         if pos > len(data):
             return None
         put("ladder", 4 * data[pos - 1])
+        layout_byte = data[layout["layout"][0]]
+        if data[4] >= 4 and layout_byte & 16:     # a tiled file: tile height, width
+            put("tile_h", 2)
+            put("tile_w", 2)
     put("hcrc", 4)
     return layout
 

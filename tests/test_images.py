@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 import progcodec
-from progcodec.container import MAX_PIXELS
-from progcodec.errors import ImageError, ProgcodecWarning
+from progcodec.container import MAX_PIXELS, MAX_TILED_PIXELS
+from progcodec.errors import ImageError, ProgcodecError, ProgcodecWarning
 from progcodec.image import load_image
 
 
@@ -117,12 +117,15 @@ def test_every_truncation_of_a_jpeg_is_clean(astronaut):
 # -- decompression bombs and the codec's own pixel limit -----------------------------------------------------
 
 
-@pytest.mark.parametrize("limit", [1000, 4000])   # 96x64 = 6144 px: over 2x1000 (error), over 4000 (warning)
-def test_decompression_bomb_is_an_image_error(astronaut, tmp_path, monkeypatch, limit):
-    path = _write(tmp_path, "bomb.png", _png(astronaut))
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+def test_decompression_bomb_is_an_image_error(astronaut, tmp_path, monkeypatch):
+    """Pillow's refusal (past twice Image.MAX_IMAGE_PIXELS) stands; its warning (past
+    MAX_IMAGE_PIXELS, 89 MP by default) does not, so a 100 MP photo can be coded in tiles."""
+    path = _write(tmp_path, "bomb.png", _png(astronaut))     # 96x64 = 6144 px
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(ImageError, match="too large"):
         progcodec.encode(str(path))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4000)
+    assert load_image(str(path)).size == (96, 64)
 
 
 def test_decompression_bomb_on_the_command_line(astronaut, tmp_path, monkeypatch, cli, clean_error, listdir):
@@ -133,19 +136,36 @@ def test_decompression_bomb_on_the_command_line(astronaut, tmp_path, monkeypatch
 
 
 def test_over_the_codec_pixel_limit_is_an_image_error():
+    huge = Image.new("1", (16385, 16385))           # 268.5 MP in 1 bit a pixel: 34 MB
+    assert huge.width * huge.height > MAX_TILED_PIXELS
+    with pytest.raises(ImageError, match="megapixels"):
+        load_image(huge)
+
+
+def test_past_one_tile_s_limit_an_image_must_be_tiled(tmp_path, cli, clean_error, listdir):
     big = Image.new("L", (4097, 4096))
     assert big.width * big.height > MAX_PIXELS
-    with pytest.raises(ImageError, match="megapixels"):
-        progcodec.encode(big)
-    with pytest.raises(ImageError, match="megapixels"):
-        load_image(Image.new("L", (MAX_PIXELS + 1, 1)))
-
-
-def test_over_the_codec_pixel_limit_on_the_command_line(tmp_path, cli, clean_error, listdir):
+    with pytest.raises(ProgcodecError, match="megapixels"):
+        progcodec.encode(big, tile=0)
     path = tmp_path / "huge.png"
-    Image.new("L", (4097, 4096)).save(path, compress_level=1)
-    clean_error(cli("encode", path), match="megapixels")
+    big.save(path, compress_level=1)
+    clean_error(cli("encode", path, "--tile", "0"), match="megapixels")
     assert listdir(tmp_path) == {"huge.png"}
+
+
+def test_a_file_claiming_more_pixels_than_pillow_allows_is_refused_unread(tmp_path, cli, clean_error):
+    """A 30000x30000 PNG header over a few bytes of data: refused before any pixel is decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    with pytest.raises(ImageError, match="too large"):
+        load_image(bomb)
+    clean_error(cli("encode", _write(tmp_path, "bomb.png", bomb)), match="too large")
 
 
 # -- odd but readable images: encoded, with a warning where something is lost -------------------------------

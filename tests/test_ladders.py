@@ -132,19 +132,22 @@ LATER_VERSIONS = [
     ("v2_vam_80x56.pgc", 2, {}),
     ("v2_progdtd_80x56.pgc", 2, {}),
     ("v3_progdtd_80x56.pgc", 3, {"max_bytes": [362, 582, 810]}),
+    ("v4_vam_320x200_tiled.pgc", 4, {"tile": 256, "ladder": 4}),
 ]
 
 
 @pytest.mark.parametrize("name, version, options", LATER_VERSIONS)
 def test_files_of_later_versions_decode_and_are_what_an_encode_writes(name, version, options):
-    """tests/data/v{2,3}_*.pgc: every layer decodes through the weights search, and
-    encoding the same image with the same weights and options writes the same bytes."""
+    """tests/data/v{2,3,4}_*.pgc (chelsea at the size in the name): every layer decodes
+    through the weights search, and encoding the same image with the same weights and
+    options writes the same bytes."""
     data = (DATA / name).read_bytes()
     pgc = container.parse(data)
     assert pgc.header.version == version and not pgc.problems
     from skimage import data as samples
 
-    original = np.asarray(Image.fromarray(samples.chelsea()).resize((80, 56), Image.LANCZOS), dtype=float)
+    size = tuple(int(v) for v in name.split("_")[2].split(".")[0].split("x"))
+    original = np.asarray(Image.fromarray(samples.chelsea()).resize(size, Image.LANCZOS), dtype=float)
     mse = [np.mean((_pixels(progcodec.decode(data, layers=k)).astype(float) - original) ** 2)
            for k in range(1, len(pgc.layers) + 1)]
     assert mse[-1] < mse[0] and 10 * np.log10(255**2 / mse[-1]) > 24

@@ -83,7 +83,8 @@ def file_ladder(net, ladder=None, preview: bool | None = None) -> tuple[tuple[in
 
 
 def encode(image, model="vam", layers: int | None = None, device: str = "auto",
-           ladder=None, preview: bool | None = None, bpp=None, max_bytes=None, rem: bool | None = None) -> bytes:
+           ladder=None, preview: bool | None = None, bpp=None, max_bytes=None, rem: bool | None = None,
+           tile: int | None = None, progress=None) -> bytes:
     """Compress an image (path, bytes, PIL image or uint8 array) into ``.pgc`` bytes.
 
     ``layers`` keeps only the first K layers; ``ladder`` and ``preview`` choose
@@ -93,23 +94,47 @@ def encode(image, model="vam", layers: int | None = None, device: str = "auto",
     residual with the weights' Rate Enhancement Modules; default, where the
     weights have them. ``model`` is a model name, a weights path or an already
     loaded model.
+
+    Images larger than ``tile`` pixels (default 1024) on a side are coded in tiles
+    (see ``progcodec.tiling``); 0 codes the image whole, up to 16.7 megapixels.
+    ``progress(done, total)`` is called after each tile.
     """
-    from .image import load_image, pad, to_tensor
+    import numpy as np
+
+    from . import tiling
+    from .image import load_image, pad, padded_size, to_tensor
 
     net = _model(model, device)
     im = load_image(image)
-    x = pad(to_tensor(im).to(next(net.parameters()).device), net.stride)
     rem = net.has_rem if rem is None else bool(rem)
     if rem and not net.has_rem:
         raise ProgcodecError(f"these {net.name} weights have no Rate Enhancement Modules (encode without rem)")
+    try:
+        grid = tiling.plan(*padded_size(im.height, im.width, net.stride),
+                           tiling.DEFAULT_TILE if tile is None else int(tile), net.stride)
+    except ValueError as e:
+        raise ProgcodecError(str(e)) from None
+    if grid is None and im.width * im.height > container.MAX_PIXELS:
+        raise ProgcodecError(f"an image of {im.width}x{im.height} is coded in tiles: more than "
+                             f"{container.MAX_PIXELS / 1e6:.1f} megapixels do not fit one (choose a tile size)")
     if bpp is not None or max_bytes is not None:
+        if grid is not None:
+            raise ProgcodecError(f"rate targets code the image whole, and {im.width}x{im.height} is coded in "
+                                 f"tiles of at most {tile or tiling.DEFAULT_TILE} px: give a ladder, or tile=0")
+        x = pad(to_tensor(im).to(next(net.parameters()).device), net.stride)
         return _encode_to_targets(net, im, x, bpp, max_bytes, bool(preview), ladder, layers, rem)
     header_ladder, preview = file_ladder(net, ladder, preview)
     count = net.layer_count(header_ladder, preview)
     layers = _check_layers(layers, count, f"this {net.name} ladder has {count} layers")
-    out = net.compress(x, ladder=header_ladder, preview=preview, rem=rem)
-    return container.build(net.name, net.weights_digest, im.width, im.height,
-                           out["layers"][:layers], out["checksums"], preview=preview, ladder=header_ladder, rem=rem)
+    if grid is None:
+        out = net.compress(pad(to_tensor(im).to(next(net.parameters()).device), net.stride),
+                           ladder=header_ladder, preview=preview, rem=rem)
+        file_layers, checksums, tile_size = out["layers"], out["checksums"], None
+    else:
+        file_layers = tiling.encode(net, np.asarray(im), grid, header_ladder, preview, rem, progress)
+        checksums, tile_size = (), (grid.tile_h, grid.tile_w)
+    return container.build(net.name, net.weights_digest, im.width, im.height, file_layers[:layers], checksums,
+                           preview=preview, ladder=header_ladder, rem=rem, tile=tile_size)
 
 
 def _encode_to_targets(net, im, x, bpp, max_bytes, preview, ladder, layers, rem) -> bytes:
@@ -145,16 +170,17 @@ def _parse(data: bytes) -> container.PgcFile:
     return pgc
 
 
-def decode(data: bytes, layers: int | None = None, model=None, device: str = "auto", weights=()):
+def decode(data: bytes, layers: int | None = None, model=None, device: str = "auto", weights=(), progress=None):
     """Reconstruct a ``PIL.Image`` from ``.pgc`` bytes using the first ``layers`` layers.
 
     ``layers`` defaults to every complete layer present. The weights are found
     by the id in the header (see ``progcodec.weights``); ``weights`` adds
     files or folders to search first. ``model`` overrides the search (a loaded
     model or a weights path: they must still be the weights the file was made with).
+    ``progress(done, total)`` is called as the tiles of a tiled file are done.
     """
     pgc = _parse(data)
-    decoder, finish = _decoder_for(pgc.header, model, weights, device)
+    decoder, finish = _decoder_for(pgc.header, model, weights, device, keep_state=False, progress=progress)
     layers = _check_layers(layers, len(pgc.layers), f"the file holds {len(pgc.layers)} complete layer(s)")
     for layer in pgc.layers[:layers]:
         decoder.add(layer)
@@ -199,9 +225,10 @@ def _chunks(source, size: int = 1 << 16):
             yield bytes(chunk)
 
 
-def _decoder_for(header: container.Header, model, weights, device):
+def _decoder_for(header: container.Header, model, weights, device, keep_state: bool = True, progress=None):
     """The model's decoder state for a file with this header, and the function that
-    turns its output into the picture; the weights are found by the header's id."""
+    turns its output into the picture; the weights are found by the header's id.
+    A tiled file's decoder keeps every tile's state only with ``keep_state`` (streaming)."""
     from .image import crop, padded_size, to_pil
     from .weights import find_weights
 
@@ -221,15 +248,32 @@ def _decoder_for(header: container.Header, model, weights, device):
         count = net.layer_count(header.ladder, header.preview, header.base_chunk, header.fine_ladder)
     except ValueError:
         raise ProgcodecError("corrupt header (its ladder does not fit the model)") from None
-    if header.num_layers > count or len(header.checksums) != net.checksum_count(header.rem):
+    expected_checksums = 0 if header.tile else net.checksum_count(header.rem)
+    if header.num_layers > count or len(header.checksums) != expected_checksums:
         raise ProgcodecError("corrupt header (layer or checksum count does not fit the model)")
     if header.rem and not net.has_rem:
         raise ProgcodecError(f"corrupt header: it says REMs, and the {net.name} weights it names have none")
     ph, pw = padded_size(header.height, header.width, net.stride)
+    if header.tile:
+        return _tiled_decoder_for(net, header, ph, pw, keep_state, progress)
     decoder = net.decoder((ph // net.latent_stride, pw // net.latent_stride), header.checksums,
                           ladder=header.ladder, preview=header.preview, base_chunk=header.base_chunk,
                           fine_ladder=header.fine_ladder, rem=header.rem)
     return decoder, lambda x_hat: to_pil(crop(x_hat, header.height, header.width))
+
+
+def _tiled_decoder_for(net, header: container.Header, ph: int, pw: int, keep_state: bool, progress):
+    from PIL import Image
+
+    from . import tiling
+
+    if any(side % net.stride for side in header.tile):
+        raise ProgcodecError(f"corrupt header (tiles of {header.tile[0]}x{header.tile[1]} px do not fit the model)")
+    grid = tiling.Grid(ph, pw, *header.tile)
+    decoder = tiling.TiledDecoder(net, grid, header.height, header.width, keep_state, progress,
+                                  ladder=header.ladder, preview=header.preview, base_chunk=header.base_chunk,
+                                  fine_ladder=header.fine_ladder, rem=header.rem)
+    return decoder, lambda pixels: Image.fromarray(pixels, "RGB")
 
 
 def info(data: bytes) -> dict:
@@ -247,8 +291,15 @@ def info(data: bytes) -> dict:
         "weights": header.weights_digest.hex(), "format_version": header.version,
         "declared_layers": header.num_layers, "layers": layers,
         "preview": header.preview, "ladder": list(header.ladder) or "trained", "fine_ladder": header.fine_ladder,
-        "rem": header.rem,
+        "rem": header.rem, "tiles": _tiles(header),
     }
+
+
+def _tiles(header: container.Header):
+    """[rows, columns, tile height, tile width] of a tiled file, or None."""
+    if not header.tile:
+        return None
+    return [-(-header.height // header.tile[0]), -(-header.width // header.tile[1]), *header.tile]
 
 
 def truncate(data: bytes, layers: int | None = None, max_bytes: int | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -236,6 +237,10 @@ SCHEDULER_OPTION = click.option("--scheduler", default=None, metavar="ADDRESS",
               help="vam: code later layers with the weights' Rate Enhancement Modules (parameters refined from "
                    "the layers before). Default: on where the weights have them.")
 @click.option("--layers", type=int, default=None, help="Keep only the first K layers. Default: all.")
+@click.option("--tile", type=int, default=None, metavar="PX",
+              help="Images larger than PX on a side are coded in tiles of at most PX x PX (a multiple of 64 "
+                   "from 256 to 4096), layer by layer over the whole image, in bounded memory; 0 codes the "
+                   "image whole (up to 16.7 MP). Default: 1024; up to 268 MP in tiles.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Folder mode: worker processes (each loads the model once).")
 @ENGINE_OPTION
@@ -243,8 +248,8 @@ SCHEDULER_OPTION = click.option("--scheduler", default=None, metavar="ADDRESS",
 @FORCE_OPTION
 @QUIET_OPTION
 @DEVICE_OPTION
-def encode(image, output, model, ladder, preview, bpp, max_bytes, rem, layers, jobs, engine, scheduler, force, quiet,
-           device):
+def encode(image, output, model, ladder, preview, bpp, max_bytes, rem, layers, tile, jobs, engine, scheduler, force,
+           quiet, device):
     """Compress IMAGE (any format Pillow reads, '-' for stdin) into a .pgc file.
 
     IMAGE may be a folder: every image below it is encoded to the same path
@@ -263,7 +268,7 @@ def encode(image, output, model, ladder, preview, bpp, max_bytes, rem, layers, j
         max_bytes = [_byte_count(v) for v in max_bytes.split(",")]
     if image != "-" and Path(image).is_dir():
         options = {"model": model, "layers": layers, "device": device, "ladder": _ladder_option(ladder),
-                   "preview": preview, "bpp": bpp, "max_bytes": max_bytes, "rem": rem}
+                   "preview": preview, "bpp": bpp, "max_bytes": max_bytes, "rem": rem, "tile": tile}
         return _bulk("encode", image, output, options, jobs, force, quiet, engine, scheduler)
     _single_file_only(engine, scheduler)
     out = output or _default_output(image, ".pgc")
@@ -272,8 +277,9 @@ def encode(image, output, model, ladder, preview, bpp, max_bytes, rem, layers, j
     _check_output(out, image, force)
     started = time.monotonic()
     source = _read_input(image) if image == "-" else image
-    data = api.encode(source, model=model, layers=layers, device=device, ladder=_ladder_option(ladder),
-                      preview=preview, bpp=bpp, max_bytes=max_bytes, rem=rem)
+    with _tile_progress("encoding tiles", quiet) as progress:
+        data = api.encode(source, model=model, layers=layers, device=device, ladder=_ladder_option(ladder),
+                          preview=preview, bpp=bpp, max_bytes=max_bytes, rem=rem, tile=tile, progress=progress)
     _write_output(out, data, image, force)
     meta = api.info(data)
     _report(quiet, f"wrote {'stdout' if out == '-' else out}: {_size(len(data))}, {len(meta['layers'])} layers, "
@@ -320,7 +326,8 @@ def decode(file, output, layers, each_layer, weights, jobs, engine, scheduler, f
     _check_output(out, file, force)
     started = time.monotonic()
     data = _read_input(file)
-    image = api.decode(data, layers=layers, device=device, weights=weights)
+    with _tile_progress("decoding tiles", quiet) as progress:
+        image = api.decode(data, layers=layers, device=device, weights=weights, progress=progress)
     buf = io.BytesIO()
     fmt = "PNG" if out == "-" else None
     try:
@@ -333,6 +340,31 @@ def decode(file, output, layers, each_layer, weights, jobs, engine, scheduler, f
         used = layers or len(api.info(data)["layers"])
     _report(quiet, f"wrote {'stdout' if out == '-' else out}: {image.width}x{image.height} from {used} layer(s), "
                    f"{_size(buf.tell())}, {time.monotonic() - started:.1f} s")
+
+
+@contextlib.contextmanager
+def _tile_progress(kind: str, quiet: bool):
+    """A callback ``(done, total)`` that shows a progress bar on stderr once a tiled image is under way."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    state = {}
+
+    def update(done: int, total: int) -> None:
+        if quiet:
+            return
+        if "bar" not in state:
+            state["bar"] = Progress(TextColumn(f"[bold]{kind}"), BarColumn(), MofNCompleteColumn(),
+                                    TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            state["bar"].start()
+            state["task"] = state["bar"].add_task(kind, total=total)
+        state["bar"].update(state["task"], completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        if "bar" in state:
+            state["bar"].stop()
 
 
 def _single_file_only(engine, scheduler):
@@ -453,10 +485,14 @@ def info(file, as_json):
     click.echo(f"{file}: {meta['model']} {meta['width']}x{meta['height']}, "
                f"{len(meta['layers'])} of {meta['declared_layers']} layer(s), weights {meta['weights']}, "
                f"format {meta['format_version']}, {'preview layer, ' if meta['preview'] else ''}"
-               f"{'REMs, ' if meta['rem'] else ''}{ladder}")
+               f"{'REMs, ' if meta['rem'] else ''}{_tiles_text(meta['tiles'])}{ladder}")
     for layer in meta["layers"]:
         click.echo(f"  layer {layer['index']:2d}: {layer['bytes']:8d} B, ends at {layer['cumulative_bytes']:8d} B, "
                    f"{layer['bpp']:.4f} bpp")
+
+
+def _tiles_text(tiles) -> str:
+    return f"{tiles[1]}x{tiles[0]} tiles of {tiles[3]}x{tiles[2]} (width x height), " if tiles else ""
 
 
 @main.command()

@@ -16,17 +16,23 @@ Layout (all integers big-endian)::
                                  bit 1: the base layer also carries the first residual chunk;
                                  (version 3) bit 2: a fine ladder (progdtd: channel counts in
                                  units of 2**-16, a partial channel sent most uncertain first);
-                                 bit 3: vam's residual coded with its Rate Enhancement Modules
+                                 bit 3: vam's residual coded with its Rate Enhancement Modules;
+                                 (version 4) bit 4: tiled (see tiling.py)
     ladder    B + I*n            (version 2) the model's ladder: vam's cumulative residual
                                  shares in units of 2**-24, progdtd's channel counts;
                                  n = 0: the model's default ladder
+    tile      H H                (version 4, tiled files only) tile height and width in pixels;
+                                 each layer is then one string per tile (pack_strings), row by
+                                 row, and the checksums live in each tile's first string
     hcrc      I                  CRC32 of every header byte before it
     payload   layer 1 | layer 2 | ...
 
 Version 1 files (no layout, no ladder: the default ladder, no preview) still
 parse. A file is written with the lowest version that expresses it (3 only
-for a fine ladder), so older readers keep reading what they can. A prefix of the file that ends on a layer boundary is a valid file with
-fewer layers: the header stays as written and the parser counts complete layers.
+for a fine ladder or REMs, 4 only when tiled), so older readers keep reading
+what they can. A prefix of the file that ends on a layer boundary is a valid
+file with fewer layers: the header stays as written and the parser counts
+complete layers.
 """
 
 from __future__ import annotations
@@ -38,20 +44,24 @@ from dataclasses import dataclass, field
 from .errors import ContainerError
 
 MAGIC = b"\x89PGC"
-FORMAT_VERSION = 3             # the newest version this build writes
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4             # the newest version this build writes
+READABLE_VERSIONS = (1, 2, 3, 4)
 LAYOUT_PREVIEW = 1
 LAYOUT_BASE_CHUNK = 2
 LAYOUT_FINE_LADDER = 4         # from version 3
 LAYOUT_REM = 8                 # from version 3
+LAYOUT_TILED = 16              # from version 4
 FINE_CHANNEL_UNIT = 1 << 16    # a fine ladder's channel counts are in units of 2**-16
 LAYOUT_BITS = {2: LAYOUT_PREVIEW | LAYOUT_BASE_CHUNK,
                3: LAYOUT_PREVIEW | LAYOUT_BASE_CHUNK | LAYOUT_FINE_LADDER | LAYOUT_REM}
+LAYOUT_BITS[4] = LAYOUT_BITS[3] | LAYOUT_TILED
 MAX_NAME = 32
 MAX_LAYERS = 64
 MAX_CHECKSUMS = 8
 MAX_SIDE = 1 << 15
-MAX_PIXELS = 1 << 24          # 16.7 megapixels: the most the codec encodes; a header claiming more is lying
+MAX_PIXELS = 1 << 24          # 16.7 megapixels: the most the codec encodes whole; a header claiming more is lying
+MAX_TILED_PIXELS = 1 << 28    # 268 megapixels: the most it encodes in tiles
+MAX_TILES = 1 << 14
 MAX_LAYER_BYTES = 1 << 30
 
 
@@ -70,6 +80,7 @@ class Header:
     base_chunk: bool = False          # the base layer also holds the first residual chunk
     fine_ladder: bool = False         # progdtd: ladder in 2**-16 channels, partial channels ranked by σ
     rem: bool = False                 # vam: later chunks coded with the REMs' refined parameters
+    tile: tuple[int, int] | None = None   # (height, width) of the tiles of a tiled file
 
     @property
     def num_layers(self) -> int:
@@ -93,14 +104,23 @@ class PgcFile:
         return ends
 
 
+def tile_count(height: int, width: int, tile: tuple[int, int]) -> int:
+    """Tiles of a tiled file: its grid covers the image (padding included) row by row."""
+    return -(-height // tile[0]) * -(-width // tile[1])
+
+
 def _check_header_fields(model: str, digest: bytes, width: int, height: int,
-                         checksums, lengths, crcs, ladder=()) -> None:
+                         checksums, lengths, crcs, ladder=(), tile=None) -> None:
     if not model or not model.isascii() or len(model) > MAX_NAME:
         raise ContainerError(f"model name must be 1..{MAX_NAME} ASCII bytes")
     if len(digest) != 8:
         raise ContainerError("weights digest must be 8 bytes")
-    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE) or width * height > MAX_PIXELS:
+    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE) or \
+            width * height > (MAX_PIXELS if tile is None else MAX_TILED_PIXELS):
         raise ContainerError(f"implausible image size {width}x{height}")
+    if tile is not None and (not all(64 <= side <= 1 << 12 for side in tile)
+                             or tile_count(height, width, tile) > MAX_TILES):
+        raise ContainerError(f"implausible tiles {tile[0]}x{tile[1]} for {width}x{height}")
     if not 1 <= len(lengths) <= MAX_LAYERS or len(crcs) != len(lengths):
         raise ContainerError(f"implausible layer count {len(lengths)}")
     if len(checksums) > MAX_CHECKSUMS:
@@ -111,34 +131,40 @@ def _check_header_fields(model: str, digest: bytes, width: int, height: int,
         raise ContainerError("implausible ladder")
 
 
-def header_size(model: str, num_layers: int, num_checksums: int, ladder_len: int) -> int:
-    """Bytes of a version-2 header (the layout of ``build``): what a rate target must leave room for."""
-    return 4 + 2 + len(model) + 8 + 10 + 1 + 4 * num_checksums + 8 * num_layers + 1 + 1 + 4 * ladder_len + 4
+def header_size(model: str, num_layers: int, num_checksums: int, ladder_len: int, tiled: bool = False) -> int:
+    """Bytes of a header as ``build`` writes it: what a rate target must leave room for."""
+    return (4 + 2 + len(model) + 8 + 10 + 1 + 4 * num_checksums + 8 * num_layers + 1 + 1 + 4 * ladder_len
+            + 4 * tiled + 4)
 
 
 # The largest header any file can have: a client that fetches this many bytes first has it whole.
-MAX_HEADER_BYTES = header_size("x" * MAX_NAME, MAX_LAYERS, MAX_CHECKSUMS, MAX_LAYERS)
+MAX_HEADER_BYTES = header_size("x" * MAX_NAME, MAX_LAYERS, MAX_CHECKSUMS, MAX_LAYERS, tiled=True)
 
 
 def build(model: str, weights_digest: bytes, width: int, height: int,
           layers: list[bytes], checksums=(), preview: bool = False, ladder=(), base_chunk: bool = False,
-          fine_ladder: bool = False, rem: bool = False) -> bytes:
-    """Serialise a header and its layers into one ``.pgc`` file (version 2, or 3 for a fine ladder or REMs)."""
+          fine_ladder: bool = False, rem: bool = False, tile: tuple[int, int] | None = None) -> bytes:
+    """Serialise a header and its layers into one ``.pgc`` file (version 2; 3 for a fine
+    ladder or REMs; 4 for tiles of ``tile`` = (height, width) pixels)."""
     lengths = [len(b) for b in layers]
     crcs = [zlib.crc32(b) for b in layers]
     ladder = tuple(int(v) for v in ladder)
-    _check_header_fields(model, weights_digest, width, height, checksums, lengths, crcs, ladder)
+    tile = None if tile is None else (int(tile[0]), int(tile[1]))
+    _check_header_fields(model, weights_digest, width, height, checksums, lengths, crcs, ladder, tile)
     name = model.encode("ascii")
+    version = 4 if tile else 3 if fine_ladder or rem else 2
     head = b"".join([
         MAGIC,
-        struct.pack(">BB", 3 if fine_ladder or rem else 2, len(name)), name,
+        struct.pack(">BB", version, len(name)), name,
         weights_digest,
         struct.pack(">IIH", width, height, len(layers)),
         struct.pack(f">B{len(checksums)}I", len(checksums), *checksums),
         struct.pack(f">{len(layers)}I", *lengths),
         struct.pack(f">{len(layers)}I", *crcs),
         struct.pack(f">BB{len(ladder)}I", (LAYOUT_PREVIEW if preview else 0) | (LAYOUT_BASE_CHUNK if base_chunk else 0)
-                    | (LAYOUT_FINE_LADDER if fine_ladder else 0) | (LAYOUT_REM if rem else 0), len(ladder), *ladder),
+                    | (LAYOUT_FINE_LADDER if fine_ladder else 0) | (LAYOUT_REM if rem else 0)
+                    | (LAYOUT_TILED if tile else 0), len(ladder), *ladder),
+        struct.pack(">HH", *tile) if tile else b"",
     ])
     return head + struct.pack(">I", zlib.crc32(head)) + b"".join(layers)
 
@@ -187,6 +213,7 @@ def parse_header(data: bytes) -> tuple[Header, int]:
         if layout & ~LAYOUT_BITS[version] or ladder_len > MAX_LAYERS:
             raise ContainerError("corrupt header (layout or ladder)")
         ladder = r.unpack(f">{ladder_len}I")
+    tile = r.unpack(">HH") if layout & LAYOUT_TILED else None
     (header_crc,) = r.unpack(">I")
     if zlib.crc32(data[:r.pos - 4]) != header_crc:
         raise ContainerError("corrupt header (CRC mismatch)")
@@ -194,10 +221,10 @@ def parse_header(data: bytes) -> tuple[Header, int]:
         model = name.decode("ascii")
     except UnicodeDecodeError:
         raise ContainerError("corrupt header (model name)") from None
-    _check_header_fields(model, digest, width, height, checksums, lengths, crcs, ladder)
+    _check_header_fields(model, digest, width, height, checksums, lengths, crcs, ladder, tile)
     return Header(model, digest, width, height, tuple(checksums), tuple(lengths), tuple(crcs),
                   bool(layout & LAYOUT_PREVIEW), tuple(ladder), version, bool(layout & LAYOUT_BASE_CHUNK),
-                  bool(layout & LAYOUT_FINE_LADDER), bool(layout & LAYOUT_REM)), r.pos
+                  bool(layout & LAYOUT_FINE_LADDER), bool(layout & LAYOUT_REM), tile), r.pos
 
 
 def parse(data: bytes) -> PgcFile:

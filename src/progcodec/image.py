@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .container import MAX_PIXELS
+from .container import MAX_TILED_PIXELS
 from .errors import ImageError, ProgcodecWarning
 
 # File suffixes that training and the bench pick up from a folder.
@@ -104,32 +104,44 @@ def load_image(source) -> Image.Image:
         except OSError as e:
             raise ImageError(f"cannot open {name}: {e.strerror or e}") from None
         try:
+            # Pillow warns past Image.MAX_IMAGE_PIXELS (89 MP by default) and refuses past twice
+            # that: the refusal stands, the warning does not (a 100 MP photo is fine in tiles)
             with fp, warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 tiff = fp.read(4) in (b"II*\0", b"MM\0*")
                 fp.seek(0)
                 with _native_stderr_silenced() if tiff else contextlib.nullcontext():
                     im = Image.open(fp)
+                    _check_size(im)          # before the pixels are decoded
                     sixteen_bit = _sixteen_bit_colour(im)
                     im.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        except Image.DecompressionBombError as e:
             raise ImageError(f"{name}: image too large ({e})") from None
         except UnidentifiedImageError:
             raise ImageError(f"{name}: not an image Pillow can read") from None
         except (OSError, SyntaxError, ValueError) as e:
             raise ImageError(f"{name}: unreadable image ({e})") from None
+    _check_size(im)
     im = ImageOps.exif_transpose(im)
-    if im.width * im.height > MAX_PIXELS:
-        raise ImageError(f"image is {im.width}x{im.height}: more than the {MAX_PIXELS / 1e6:.1f} megapixels "
-                         "this codec handles; downscale or tile it first")
     if im.width < 1 or im.height < 1:
         raise ImageError("image has no pixels")
     return _to_rgb(im, sixteen_bit)
 
 
+def _check_size(im: Image.Image) -> None:
+    if im.width * im.height > MAX_TILED_PIXELS:
+        raise ImageError(f"image is {im.width}x{im.height}: more than the {MAX_TILED_PIXELS / 1e6:.0f} megapixels "
+                         "this codec handles; downscale it first")
+
+
 def to_tensor(im: Image.Image) -> torch.Tensor:
     """(1, 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)[None].float() / 255
+    return to_tensor_array(np.asarray(im, dtype=np.uint8))
+
+
+def to_tensor_array(pixels: np.ndarray) -> torch.Tensor:
+    """(1, 3, H, W) float in [0, 1] from an H x W x 3 uint8 array."""
+    return torch.from_numpy(np.array(pixels, dtype=np.uint8, order="C")).permute(2, 0, 1)[None].float() / 255
 
 
 def to_pil(x: torch.Tensor) -> Image.Image:

@@ -97,26 +97,37 @@ class RankedResidualLatentCodec(nn.Module):
         self._rems64 = [Float64Path(rem) for rem in self.rems]
         self._coder = GaussianSymbolCoder(self.gaussian_conditional)
 
-    def _means_and_scales64(self, y_hat_base, hyper_features):
+    def _means_and_scales64(self, y_hat_base, hyper_features, window=None):
+        """(μ_r, σ_r). ``window`` (a tile of a tiled file, see tiling.py): (ŷ_base, hyper features)
+        over the tile and a margin, and the tile's offset in them; the margin's ŷ_base is its
+        predicted mean, which encoder and decoder both know, so the tile's edges see context."""
         if self._params64 is None:
             self.prepare_inference()
-        scales, means = self._params64(hyper_features, y_hat_base).chunk(2, 1)
-        return means, scales
+        if window is None:
+            scales, means = self._params64(hyper_features, y_hat_base).chunk(2, 1)
+            return means, scales
+        base, hyper, (top, left) = window
+        height, width = y_hat_base.shape[-2:]
+        base = base.clone()
+        base[..., top:top + height, left:left + width] = y_hat_base
+        params = self._params64(hyper, base)[..., top:top + height, left:left + width]
+        scales, means = params.contiguous().chunk(2, 1)
+        return means.contiguous(), scales.contiguous()
 
     def _parameters64(self, y_hat_base, hyper_features, schedule=None):
         means, scales = self._means_and_scales64(y_hat_base, hyper_features)
         indexes = self._coder.indexes(scales)
         return means, indexes, chunk_positions(indexes, schedule or self.schedule)
 
-    def mean_fill64(self, y_base_mean, hyper_features):
+    def mean_fill64(self, y_base_mean, hyper_features, window=None):
         """:meth:`mean_fill` on the float64 path (decoding the preview layer)."""
-        means, _ = self._means_and_scales64(y_base_mean, hyper_features)
+        means, _ = self._means_and_scales64(y_base_mean, hyper_features, window)
         return y_base_mean + means
 
-    def _start(self, y_hat_base, hyper_features, rem: bool) -> dict:
+    def _start(self, y_hat_base, hyper_features, rem: bool, window=None) -> dict:
         """What encoder and decoder both hold before any residual element: the hyperprior's
         parameters, the ranking, and where the REMs run (flat tensors, float64)."""
-        means, scales = self._means_and_scales64(y_hat_base, hyper_features)
+        means, scales = self._means_and_scales64(y_hat_base, hyper_features, window)
         indexes = self._coder.indexes(scales)
         n = indexes.numel()
         return {"y_hat_base": y_hat_base, "shape": means.shape, "n": n, "indexes_map": indexes,
@@ -141,11 +152,11 @@ class RankedResidualLatentCodec(nn.Module):
         state["r_hat"][rest] = means[rest]
         return state["indexes"]
 
-    def rank(self, y_top, y_hat_base, hyper_features, rem: bool = False) -> dict:
+    def rank(self, y_top, y_hat_base, hyper_features, rem: bool = False, window=None) -> dict:
         """The residual's symbols and scale indexes in ranked order (most uncertain first),
         each quantised around the mean it will be decoded with (refined past a REM point),
         and the checksums of the REMs' index maps (0 for a REM with no room to run)."""
-        state = self._start(y_hat_base, hyper_features, rem)
+        state = self._start(y_hat_base, hyper_features, rem, window)
         residual = (y_top - y_hat_base).double().cpu().reshape(-1)
         order, symbols = state["order"], torch.empty(state["n"], dtype=torch.float64)
         rem_checks = [0] * len(state["rem_at"])
@@ -175,10 +186,11 @@ class RankedResidualLatentCodec(nn.Module):
             self.decode_chunk(state, string)
         return {"r_hat": state["r_hat"].reshape(state["shape"]), "indexes": state["indexes_map"]}
 
-    def start_decoding(self, y_hat_base, hyper_features, checksum=None, schedule=None, rem_checks=None) -> dict:
+    def start_decoding(self, y_hat_base, hyper_features, checksum=None, schedule=None, rem_checks=None,
+                       window=None) -> dict:
         """Decoder state before any chunk: the residual at its predicted mean. ``rem_checks``
         (a file written with REMs) are the checksums of the refined index maps."""
-        state = self._start(y_hat_base, hyper_features, rem_checks is not None)
+        state = self._start(y_hat_base, hyper_features, rem_checks is not None, window)
         verify_checksum(state["indexes_map"], checksum, "residual scale indexes")
         state["bounds"] = chunk_bounds(state["n"], schedule or self.schedule)
         state["chunk"] = 0

@@ -62,6 +62,11 @@ class ProgressiveModel(CompressionModel):
         """An object with ``add(layer_bytes)`` and ``reconstruct() -> image tensor``."""
         raise NotImplementedError
 
+    def residual_window(self, hyper_around: torch.Tensor, offset: tuple[int, int]):
+        """A tile's window for parameters that also depend on decoded latents (vam's residual),
+        from the hyper features around it; None where the model has none (tiling.py)."""
+        return None
+
     # -- the hyper-latent z, coded the same way by every model -------------
     def code_hyper_latent(self, z: torch.Tensor) -> tuple[bytes, torch.Tensor, int]:
         """z's rANS string, the decoder's z_hat (parameters must come from that), its checksum."""

@@ -129,10 +129,23 @@ class ProgDTD(ProgressiveModel):
         self._h_s64 = Float64Path(self.h_s)
         self._coder = GaussianSymbolCoder(self.gaussian_conditional)
 
-    def _indexes(self, z_hat: torch.Tensor) -> torch.Tensor:
+    def hyper_analysis(self, y: torch.Tensor) -> torch.Tensor:
+        """z from the output of :meth:`analysis`."""
+        return self.h_a(torch.abs(y))
+
+    def hyper_parameters(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """The predicted scales of y (float64, deterministic)."""
         if self._h_s64 is None:
             self.prepare_inference()
-        return self._coder.indexes(self._h_s64(z_hat))
+        return self._h_s64(z_hat)
+
+    def _indexes(self, z_hat: torch.Tensor, hyper: torch.Tensor | None = None) -> torch.Tensor:
+        hyper = self.hyper_parameters(z_hat) if hyper is None else hyper
+        return self._coder.indexes(hyper)
+
+    def first_layer_z(self, layer: bytes, **layout) -> bytes:
+        """z's string in a file's first layer."""
+        return unpack_strings(layer, 2)[0]
 
     # -- ladders: the channel count at the end of each layer ---------------
     def ladder(self, num_layers: int | None = None, preview: bool = False) -> tuple[int, ...]:
@@ -194,11 +207,18 @@ class ProgDTD(ProgressiveModel):
 
     @torch.no_grad()
     def compress(self, x: torch.Tensor, ladder=(), preview: bool = False, rem: bool = False) -> dict:
+        return self.compress_latents(self.analysis(x), ladder, preview, rem)
+
+    @torch.no_grad()
+    def compress_latents(self, y: torch.Tensor, ladder=(), preview: bool = False, rem: bool = False,
+                         coded_z=None, context=None) -> dict:
+        """:meth:`compress` from the output of :meth:`analysis`; a tile (tiling.py) also brings
+        its coded z (string, ẑ, checksum) and its context: scales made with its neighbours' ẑ."""
         if preview:
             raise ValueError("progdtd has no preview layer")
         if rem:
             raise ValueError("progdtd has no Rate Enhancement Modules")
-        a = self._analyse(x, fine_ladder=False)
+        a = self._analyse(y, fine_ladder=False, coded_z=coded_z, hyper=context and context["hyper"])
         strings = [a["encode_range"](start, end) for start, end in self._element_bounds(a["per_channel"], ladder)]
         return {"layers": [pack_strings([a["z"], strings[0]])] + strings[1:], "checksums": a["checksums"]}
 
@@ -213,7 +233,7 @@ class ProgDTD(ProgressiveModel):
             raise ValueError("progdtd has no preview layer")
         if rem:
             raise ValueError("progdtd has no Rate Enhancement Modules")
-        a = self._analyse(x, fine_ladder=True)
+        a = self._analyse(self.analysis(x), fine_ladder=True)
         per_channel = a["per_channel"]
         fixed = len(a["z"]) + len(pack_strings([b"", b""]))
         ends, strings = fit_ranges(a["encode_range"], self.channel_groups[-1] * per_channel, fixed, budgets)
@@ -221,12 +241,21 @@ class ProgDTD(ProgressiveModel):
         return {"layers": [pack_strings([a["z"], strings[0]])] + strings[1:], "checksums": a["checksums"],
                 "ladder": ladder, "fine_ladder": True}
 
-    def _analyse(self, x: torch.Tensor, fine_ladder: bool) -> dict:
+    @torch.no_grad()
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """The latent y: what the coder starts from."""
+        return self.g_a(x)
+
+    @torch.no_grad()
+    def synthesize(self, y: torch.Tensor) -> torch.Tensor:
+        """The picture from a decoded latent (any float dtype, on the CPU)."""
+        device = next(self.g_s.parameters()).device
+        return self.g_s(y.float().to(device)).clamp_(0, 1)
+
+    def _analyse(self, y: torch.Tensor, fine_ladder: bool, coded_z=None, hyper=None) -> dict:
         """z coded, y's symbols and scale indexes in sending order, and a coder of any range of them."""
-        y = self.g_a(x)
-        z = self.h_a(torch.abs(y))
-        z_string, z_hat, z_check = self.code_hyper_latent(z)
-        indexes = self._indexes(z_hat)
+        z_string, z_hat, z_check = coded_z or self.code_hyper_latent(self.hyper_analysis(y))
+        indexes = self._indexes(z_hat, hyper)
         order = self._element_order(indexes, fine_ladder)
         symbols = torch.round(y.double().cpu()).reshape(-1)[order].int().tolist()
         ranked_indexes = indexes.reshape(-1)[order].tolist()
@@ -238,11 +267,13 @@ class ProgDTD(ProgressiveModel):
                 "checksums": [z_check, tensor_checksum(indexes)]}
 
     def decoder(self, latent_size, checksums=None, ladder=(), preview: bool = False,
-                base_chunk: bool = False, fine_ladder: bool = False, rem: bool = False) -> "ProgDTDDecoder":
+                base_chunk: bool = False, fine_ladder: bool = False, rem: bool = False,
+                context=None) -> "ProgDTDDecoder":
+        """``context``: a tile's, see :meth:`compress_latents` (tiling.py)."""
         self.layer_count(ladder, preview, base_chunk, fine_ladder)   # rejects layouts progdtd never writes
         if rem:
             raise ValueError("progdtd has no Rate Enhancement Modules")
-        return ProgDTDDecoder(self, latent_size, checksums, ladder, fine_ladder)
+        return ProgDTDDecoder(self, latent_size, checksums, ladder, fine_ladder, context and context["hyper"])
 
 
 def _fine_end(value: int, per_channel: int) -> int:
@@ -263,8 +294,10 @@ class ProgDTDDecoder:
     """Decoder state of one file: each layer's channel group is entropy-decoded once;
     ``reconstruct`` runs only the synthesis (unsent channels stay zero, as in training)."""
 
-    def __init__(self, model: ProgDTD, latent_size, checksums=None, ladder=(), fine_ladder: bool = False):
+    def __init__(self, model: ProgDTD, latent_size, checksums=None, ladder=(), fine_ladder: bool = False,
+                 hyper=None):
         self.model, self.latent_size, self.fine_ladder = model, latent_size, fine_ladder
+        self.given_hyper = hyper      # a tile's: z was decoded and checked by the caller
         self.z_check, self.y_check = checksums if checksums else (None, None)
         self.bounds = model._element_bounds(latent_size[0] * latent_size[1], ladder, fine_ladder)
         self.layers = 0
@@ -275,8 +308,9 @@ class ProgDTDDecoder:
         m = self.model
         if self.layers == 0:
             z_string, layer = unpack_strings(layer, 2)
-            z_hat = m.decode_hyper_latent(z_string, self.latent_size, self.z_check)
-            self.indexes = m._indexes(z_hat)
+            z_hat = None if self.given_hyper is not None else m.decode_hyper_latent(z_string, self.latent_size,
+                                                                                   self.z_check)
+            self.indexes = m._indexes(z_hat, self.given_hyper)
             verify_checksum(self.indexes, self.y_check, "y scale indexes")
             self.y_hat = torch.zeros(self.indexes.shape, dtype=torch.float64)
             self.order = m._element_order(self.indexes, self.fine_ladder)
@@ -285,7 +319,9 @@ class ProgDTDDecoder:
         self.y_hat.view(-1)[positions] = m._coder.decode(layer, self.indexes.reshape(-1)[positions])
         self.layers += 1
 
-    @torch.no_grad()
+    def latent(self) -> torch.Tensor:
+        """The latent the synthesis takes, from the layers added so far (float64, CPU)."""
+        return self.y_hat
+
     def reconstruct(self) -> torch.Tensor:
-        device = next(self.model.g_s.parameters()).device
-        return self.model.g_s(self.y_hat.float().to(device)).clamp_(0, 1)
+        return self.model.synthesize(self.y_hat)

@@ -178,10 +178,26 @@ class VarianceAwareMasking(ProgressiveModel):
         self._base_coder = GaussianSymbolCoder(self.gaussian_conditional)
         self.residual.prepare_inference()
 
-    def _base_parameters(self, z_hat: torch.Tensor):
+    def hyper_analysis(self, latents: torch.Tensor) -> torch.Tensor:
+        """z from the output of :meth:`analysis`."""
+        return self.h_a(latents)
+
+    def hyper_parameters(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """The hyper-synthesis features at the latent's resolution (float64, deterministic):
+        everything the entropy parameters are derived from besides ŷ_base."""
         if self._h_s64 is None:
             self.prepare_inference()
-        hyper = self._h_s64(z_hat)
+        return self._h_s64(z_hat)
+
+    def residual_window(self, hyper_around: torch.Tensor, offset: tuple[int, int]):
+        """(ŷ_base stand-in, hyper features, offset): the residual parameters of a tile's edge
+        see its neighbours' base at its predicted mean, which both sides know."""
+        return hyper_around.chunk(2, 1)[1], hyper_around, offset
+
+    def _base_parameters(self, z_hat: torch.Tensor, hyper: torch.Tensor | None = None):
+        if self._h_s64 is None:
+            self.prepare_inference()
+        hyper = self.hyper_parameters(z_hat) if hyper is None else hyper
         scales_b, means_b = hyper.chunk(2, 1)
         return hyper, means_b, self._base_coder.indexes(scales_b)
 
@@ -209,16 +225,28 @@ class VarianceAwareMasking(ProgressiveModel):
 
     # -- coding ----------------------------------------------------------
     @torch.no_grad()
-    def _analyse(self, x: torch.Tensor, rem: bool = False) -> dict:
-        """Everything up to the residual's ranking: z and the base coded, the residual ranked."""
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """The latents (y_base, y_top) stacked on the channels: what the coder starts from."""
         features = self.g_a(x)
-        y_base, y_top = self.head_base(features), self.head_top(features)
-        z = self.h_a(torch.cat([y_base, y_top], 1))
-        z_string, z_hat, z_check = self.code_hyper_latent(z)
-        hyper, means_b, indexes_b = self._base_parameters(z_hat)
+        return torch.cat([self.head_base(features), self.head_top(features)], 1)
+
+    @torch.no_grad()
+    def synthesize(self, y: torch.Tensor) -> torch.Tensor:
+        """The picture from a decoded latent (any float dtype, on the CPU)."""
+        device = next(self.g_s.parameters()).device
+        return self.g_s(y.float().to(device)).clamp_(0, 1)
+
+    @torch.no_grad()
+    def _analyse(self, latents: torch.Tensor, rem: bool = False, coded_z=None, context=None) -> dict:
+        """Everything up to the residual's ranking: z and the base coded, the residual ranked.
+        A tile brings ``coded_z`` (z's string, ẑ, checksum) and its ``context`` (tiling.py)."""
+        y_base, y_top = latents.chunk(2, 1)
+        z_string, z_hat, z_check = coded_z or self.code_hyper_latent(self.h_a(latents))
+        hyper, means_b, indexes_b = self._base_parameters(z_hat, context and context["hyper"])
         symbols_b = quantize_symbols(y_base, means_b)
         base_string = self._base_coder.encode(symbols_b, indexes_b)
-        ranked = self.residual.rank(y_top.double().cpu(), symbols_b + means_b, hyper, rem=rem)
+        ranked = self.residual.rank(y_top.double().cpu(), symbols_b + means_b, hyper, rem=rem,
+                                    window=context and context["window"])
         return {"z": z_string, "base": base_string, "ranked": ranked,
                 "checksums": [z_check, tensor_checksum(indexes_b), tensor_checksum(ranked["indexes"]),
                               *ranked["rem_checks"]]}
@@ -236,7 +264,15 @@ class VarianceAwareMasking(ProgressiveModel):
     def compress(self, x: torch.Tensor, ladder=(), preview: bool = False, rem: bool = False) -> dict:
         """Layers: [z | base] or, with ``preview``, [z], [base]; then the residual chunks
         (with ``rem``, coded with the REMs' refined parameters past their points)."""
-        a = self._analyse(x, rem)
+        return self.compress_latents(self.analysis(x), ladder, preview, rem)
+
+    @torch.no_grad()
+    def compress_latents(self, latents: torch.Tensor, ladder=(), preview: bool = False, rem: bool = False,
+                         coded_z=None, context=None) -> dict:
+        """:meth:`compress` from the output of :meth:`analysis`; a tile (tiling.py) also brings
+        its coded z (string, ẑ, checksum) and its context: hyper features made with its
+        neighbours' ẑ, and the window its residual parameters are computed over."""
+        a = self._analyse(latents, rem, coded_z, context)
         chunks = [self.residual.encode_range(a["ranked"], start, end)
                   for start, end in chunk_bounds(a["ranked"]["n"], self.schedule(ladder))]
         return {"layers": self._layers(a, chunks, preview, False), "checksums": a["checksums"]}
@@ -248,7 +284,7 @@ class VarianceAwareMasking(ProgressiveModel):
         preview): the base layer holds the base and as much of the residual as its budget
         allows, each later layer the most ranked elements that fit (found by bisection over
         real rANS strings). Returns the layers, checksums and the ladder that reproduces them."""
-        a = self._analyse(x, rem)
+        a = self._analyse(self.analysis(x), rem)
         n = a["ranked"]["n"]
         fixed = len(a["z"]) + len(a["base"]) + len(pack_strings([b""] * (2 if preview else 3)))
         ends, chunks = fit_ranges(lambda start, end: self.residual.encode_range(a["ranked"], start, end),
@@ -265,20 +301,27 @@ class VarianceAwareMasking(ProgressiveModel):
         z_string, base_string = unpack_strings(base_layer, 2)
         return self._decode_z_and_base(z_string, base_string, latent_size, z_check, base_check)
 
-    def _decode_z_and_base(self, z_string, base_string, latent_size, z_check=None, base_check=None):
-        z_hat = self.decode_hyper_latent(z_string, latent_size, z_check)
-        hyper, means_b, indexes_b = self._base_parameters(z_hat)
+    def first_layer_z(self, layer: bytes, preview: bool = False, base_chunk: bool = False) -> bytes:
+        """z's string in a file's first layer."""
+        return layer if preview else unpack_strings(layer, 3 if base_chunk else 2)[0]
+
+    def _decode_z_and_base(self, z_string, base_string, latent_size, z_check=None, base_check=None, hyper=None):
+        """With ``hyper`` given (a tile), z was decoded and checked by the caller."""
+        z_hat = None if hyper is not None else self.decode_hyper_latent(z_string, latent_size, z_check)
+        hyper, means_b, indexes_b = self._base_parameters(z_hat, hyper)
         if base_string is None:  # preview: the base at its predicted mean
             return hyper, means_b
         verify_checksum(indexes_b, base_check, "base scale indexes")
         return hyper, self._base_coder.decode(base_string, indexes_b) + means_b
 
     def decoder(self, latent_size, checksums=None, ladder=(), preview: bool = False,
-                base_chunk: bool = False, fine_ladder: bool = False, rem: bool = False) -> "VamDecoder":
+                base_chunk: bool = False, fine_ladder: bool = False, rem: bool = False,
+                context=None) -> "VamDecoder":
+        """``context``: a tile's, see :meth:`compress_latents` (tiling.py)."""
         self.layer_count(ladder, preview, base_chunk, fine_ladder)   # rejects layouts vam never writes
         if rem and not self.has_rem:
             raise ValueError("the file was written with REMs, and these weights have none")
-        return VamDecoder(self, latent_size, checksums, ladder, preview, base_chunk, rem)
+        return VamDecoder(self, latent_size, checksums, ladder, preview, base_chunk, rem, context)
 
 
 class VamDecoder:
@@ -290,8 +333,10 @@ class VamDecoder:
     """
 
     def __init__(self, model: VarianceAwareMasking, latent_size, checksums=None, ladder=(), preview=False,
-                 base_chunk=False, rem=False):
+                 base_chunk=False, rem=False, context=None):
         self.model, self.latent_size, self.preview, self.base_chunk = model, latent_size, preview, base_chunk
+        self.given_hyper = context and context["hyper"]       # a tile's: z is decoded by the caller
+        self.window = context and context["window"]
         checksums = list(checksums) if checksums else [None] * model.checksum_count(rem)
         self.z_check, self.base_check, self.residual_check = checksums[:3]
         self.rem_checks = checksums[3:] if rem else None
@@ -303,7 +348,8 @@ class VamDecoder:
     def add(self, layer: bytes) -> None:
         m = self.model
         if self.layers == 0 and self.preview:
-            self.hyper, self.y_hat_base = m._decode_z_and_base(layer, None, self.latent_size, self.z_check)
+            self.hyper, self.y_hat_base = m._decode_z_and_base(layer, None, self.latent_size, self.z_check,
+                                                               hyper=self.given_hyper)
             self.z_string = layer
         elif self.layers == 0 or (self.layers == 1 and self.preview):
             # the base layer: [z |] base [| first chunk], packed unless it is the base alone
@@ -312,10 +358,12 @@ class VamDecoder:
                 strings = unpack_strings(layer, 2) if self.base_chunk else [layer]
             else:
                 z_string, *strings = unpack_strings(layer, 3 if self.base_chunk else 2)
+            # after a preview layer, z is decoded already: its hyper features are kept
             self.hyper, self.y_hat_base = m._decode_z_and_base(z_string, strings[0], self.latent_size,
-                                                               self.z_check, self.base_check)
+                                                               self.z_check, self.base_check,
+                                                               self.hyper if self.preview else self.given_hyper)
             self.residual = m.residual.start_decoding(self.y_hat_base, self.hyper, self.residual_check, self.schedule,
-                                                      self.rem_checks)
+                                                      self.rem_checks, self.window)
             if self.base_chunk:
                 m.residual.decode_chunk(self.residual, strings[1])
         else:
@@ -323,11 +371,12 @@ class VamDecoder:
         self.layers += 1
 
     @torch.no_grad()
-    def reconstruct(self) -> torch.Tensor:
+    def latent(self) -> torch.Tensor:
+        """The latent the synthesis takes, from the layers added so far (float64, CPU)."""
         m = self.model
         if self.residual is None:   # the preview layer only
-            y = m.residual.mean_fill64(self.y_hat_base, self.hyper)
-        else:
-            y = self.y_hat_base + self.residual["r_hat"].reshape(self.residual["shape"])
-        device = next(m.g_s.parameters()).device
-        return m.g_s(y.float().to(device)).clamp_(0, 1)
+            return m.residual.mean_fill64(self.y_hat_base, self.hyper, self.window)
+        return self.y_hat_base + self.residual["r_hat"].reshape(self.residual["shape"])
+
+    def reconstruct(self) -> torch.Tensor:
+        return self.model.synthesize(self.latent())
