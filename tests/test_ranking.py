@@ -152,3 +152,23 @@ def test_rate_target_on_the_base_alone_sends_one_element(astronaut, net):
     assert progcodec.info(data)["layers"][0]["cumulative_bytes"] <= base + 256
     assert progcodec.decode(data, layers=1).size == (96, 64)
     assert progcodec.decode(data).size == (96, 64)
+
+
+def test_shared_chunk_ends_are_one_ranking_of_all_tiles():
+    """Chunk k of every tile together is chunk k of one ranking of all their elements
+    (scale index, most uncertain first, ties by tile, then by position)."""
+    from progcodec.coding.ranking import shared_chunk_ends
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(100):
+        tiles = [torch.randint(0, 6, (int(torch.randint(1, 40, (1,), generator=g)),), generator=g)
+                 for _ in range(int(torch.randint(1, 5, (1,), generator=g)))]
+        schedule = sorted({round(float(x), 3) for x in torch.rand(3, generator=g)} - {0.0, 1.0}) + [1.0]
+        ends = shared_chunk_ends([torch.bincount(t).tolist() for t in tiles], schedule)
+        ranked = sorted((-int(v), tile, pos) for tile, t in enumerate(tiles) for pos, v in enumerate(t))
+        for k, share in enumerate(schedule):
+            top = ranked[:round(share * len(ranked))]
+            for tile, t in enumerate(tiles):
+                mine = sorted(pos for _, owner, pos in top if owner == tile)
+                assert ends[tile][k] == len(mine)
+                assert sorted(rank_elements(t)[:len(mine)].tolist()) == mine   # the tile's own ranked prefix

@@ -94,6 +94,23 @@ def test_with_the_shipped_weights_every_layer_sharpens_the_whole_picture(wide, n
     assert abs(psnr_rgb(wide, progcodec.decode(whole, model=model)) - psnrs[-1]) < 0.5
 
 
+def test_each_layer_of_a_tiled_vam_file_is_the_whole_image_s_chunk(tiled, net):
+    """All tiles' residual elements are ranked as one: the tiles' chunk ends, recorded in
+    their first strings, add up to the whole image's chunk ends."""
+    from progcodec.coding.ranking import chunk_bounds
+
+    strings = container.unpack_strings(container.parse(tiled).layers[0], 4)
+    checks = net.checksum_count(True)
+    ends = []
+    for data in strings:
+        chunks = struct.unpack_from(">H", data, 1 + 4 * checks)[0]
+        ends.append(struct.unpack_from(f">{chunks}I", data, 3 + 4 * checks))
+    header = container.parse(tiled).header
+    total = net.M * (320 // 16) * (448 // 16)
+    assert [sum(e) for e in zip(*ends)] == [b for _, b in chunk_bounds(total, net.schedule(header.ladder))]
+    assert len({tuple(e) for e in ends}) == 4                  # not one share of every tile
+
+
 def test_a_stream_fed_byte_by_byte_matches(tiled):
     ends = [layer["cumulative_bytes"] for layer in progcodec.info(tiled)["layers"]]
     data = tiled[:ends[2] + 7]
@@ -133,7 +150,7 @@ def test_a_tile_decoded_differently_is_a_determinism_error(tiled, monkeypatch):
     """Each tile's checksums travel in its first string and are verified per tile."""
     strings = container.unpack_strings(container.parse(tiled).layers[0], 4)
     count = strings[2][0]
-    checks = list(struct.unpack(f">{count}I", strings[2][1:1 + 4 * count]))
+    checks = list(struct.unpack(f">{count}I", strings[2][1:1 + 4 * count]))     # the head: checksums first
     checks[0] ^= 1
     strings[2] = bytes([count]) + struct.pack(f">{count}I", *checks) + strings[2][1 + 4 * count:]
     with pytest.raises(DeterminismError):
@@ -156,6 +173,10 @@ def test_a_layer_with_the_wrong_tile_count_is_refused(tiled):
         progcodec.decode(_replace_layer(tiled, 0, container.pack_strings(strings[:3])), layers=1)
     with pytest.raises(ContainerError, match="checksums"):
         progcodec.decode(_replace_layer(tiled, 0, container.pack_strings([b""] * 4)), layers=1)
+    head = 1 + 4 * strings[0][0] + 2                            # a chunk end that does not add up
+    strings[1] = strings[1][:head] + struct.pack(">I", 1 << 30) + strings[1][head + 4:]
+    with pytest.raises(ContainerError, match="chunk ends"):
+        progcodec.decode(_replace_layer(tiled, 0, container.pack_strings(strings)), layers=1)
 
 
 def test_hostile_tiled_headers_are_refused_before_any_work(tiled):

@@ -9,12 +9,14 @@
 
 The margins cover the receptive fields, so a tile's y, z, hyper features and
 pixels are those of the whole image's transforms: no seam comes from them, and
-the rate stays the whole image's but for the residual-parameter convolutions
-(3x3, two deep, over ŷ_base) and the REMs, which see only their own tile, and
-the ranking, which runs per tile. Memory is bounded by the tile; what grows with
+the rate stays the whole image's but near tile edges, where vam's residual
+parameters see their neighbours' base only at its predicted mean and the REMs
+see their own tile alone. Memory is bounded by the tile; what grows with
 the image is ẑ and, on the decoder, ŷ (3 bytes a pixel in float32 for M=192),
 and the picture itself. A tile's first string starts with its determinism
-checksums, which the header cannot hold for hundreds of tiles.
+checksums (the header cannot hold them for hundreds of tiles) and, for vam, its
+chunk ends: the residual elements of all tiles are ranked as one, so each layer
+spends its bytes where the whole image needs them.
 """
 
 from __future__ import annotations
@@ -92,15 +94,21 @@ def _crop_padded(pixels: np.ndarray, top: int, left: int, bottom: int, right: in
     return pixels[rows[:, None], cols[None, :]]
 
 
-def _pack_checksums(checksums) -> bytes:
-    return struct.pack(f">B{len(checksums)}I", len(checksums), *checksums)
+def _pack_tile_head(checksums, ends) -> bytes:
+    """What a tile's first string starts with: its checksums, then (vam) its chunk ends."""
+    return struct.pack(f">B{len(checksums)}IH{len(ends)}I", len(checksums), *checksums, len(ends), *ends)
 
 
-def _unpack_checksums(data: bytes, count: int) -> tuple[list[int], bytes]:
-    size = 1 + 4 * count
-    if len(data) < size or data[0] != count:
-        raise ContainerError("corrupt layer 1 (a tile's checksums)")
-    return list(struct.unpack(f">{count}I", data[1:size])), data[size:]
+def _unpack_tile_head(data: bytes, checks: int, chunks: int, elements: int) -> tuple[list[int], list[int], bytes]:
+    """(checksums, chunk ends, the rest) of a tile's first string, or ContainerError."""
+    size = 1 + 4 * checks + 2 + 4 * chunks
+    if len(data) < size or data[0] != checks or struct.unpack_from(">H", data, 1 + 4 * checks)[0] != chunks:
+        raise ContainerError("corrupt layer 1 (a tile's checksums and chunk ends)")
+    values = struct.unpack_from(f">{checks}I", data, 1)
+    ends = list(struct.unpack_from(f">{chunks}I", data, 3 + 4 * checks))
+    if ends and (any(b < a for a, b in zip(ends, ends[1:])) or ends[-1] != elements):
+        raise ContainerError("corrupt layer 1 (a tile's chunk ends)")
+    return list(values), ends, data[size:]
 
 
 def _window(start: int, size: int, margin: int, limit: int) -> tuple[int, int]:
@@ -111,14 +119,19 @@ def encode(net, pixels: np.ndarray, grid: Grid, ladder=(), preview=False, rem=Fa
     """The file's layers for an H x W x 3 uint8 image coded tile by tile: layer k holds
     every tile's layer k; each tile's first string starts with its checksums.
 
-    Two passes: the first makes each tile's y and z (from a window with margin) and codes
-    z, so the second can give every tile hyper features made from its neighbours' ẑ too."""
+    Passes over the tiles: the first makes each tile's y and z (from a window with margin)
+    and codes z, so the next can give every tile hyper features made from its neighbours' ẑ
+    too; for vam, one more ranks all tiles' residual elements as one (chunk k of the file
+    is the whole image's chunk k), which each tile's first string records as chunk ends."""
     import torch
 
+    from .coding.ranking import shared_chunk_ends
     from .image import to_tensor_array
 
     device = next(net.parameters()).device
     stride = net.latent_stride
+    ranked = hasattr(net, "residual_index_map")
+    passes = 3 if ranked else 2
     latents, coded_z, z_hat = [], [], None
     for i, (top, left, h, w) in enumerate(grid):
         (t0, b1), (l0, r1) = (_window(top, h, ANALYSIS_MARGIN, grid.padded_h),
@@ -136,17 +149,26 @@ def encode(net, pixels: np.ndarray, grid: Grid, ladder=(), preview=False, rem=Fa
             z_hat = torch.empty((1, z.shape[1], grid.padded_h // zs, grid.padded_w // zs))
         z_hat[..., top // zs:(top + h) // zs, left // zs:(left + w) // zs] = coded[1]
         if progress:
-            progress(i + 1, 2 * len(grid))
+            progress(i + 1, passes * len(grid))
+    ends = [[] for _ in grid]
+    if ranked:
+        histograms = []
+        for i, tile in enumerate(grid):
+            indexes = net.residual_index_map(latents[i], coded_z[i], tile_context(net, z_hat, tile))
+            histograms.append(torch.bincount(indexes.reshape(-1).long()).tolist())
+            if progress:
+                progress(len(grid) + i + 1, passes * len(grid))
+        ends = shared_chunk_ends(histograms, net.schedule(ladder))
     per_tile = []
     for i, tile in enumerate(grid):
-        out = net.compress_latents(latents[i].to(device), ladder, preview, rem, coded_z=coded_z[i],
-                                   context=tile_context(net, z_hat, tile))
+        context = {**tile_context(net, z_hat, tile), "ends": ends[i] or None}
+        out = net.compress_latents(latents[i].to(device), ladder, preview, rem, coded_z=coded_z[i], context=context)
         latents[i] = None
         layers = list(out["layers"])
-        layers[0] = _pack_checksums(out["checksums"]) + layers[0]
+        layers[0] = _pack_tile_head(out["checksums"], ends[i]) + layers[0]
         per_tile.append(layers)
         if progress:
-            progress(len(grid) + i + 1, 2 * len(grid))
+            progress((passes - 1) * len(grid) + i + 1, passes * len(grid))
     return [pack_strings([layers[k] for layers in per_tile]) for k in range(len(per_tile[0]))]
 
 
@@ -189,14 +211,18 @@ class TiledDecoder:
         self.layout, self.keep_state, self.progress = layout, keep_state, progress
         self.strings: list[list[bytes]] = [[] for _ in range(len(grid))]
         self.checksums: list[list[int]] = []
+        self.ends: list[list[int]] = []
+        # vam's residual chunks, each tile's ends recorded (see encode)
+        self.chunks = len(net.schedule(layout.get("ladder", ()))) if hasattr(net, "residual_index_map") else 0
         self.decoders: list | None = None
         self.z_hat = None
         self.checksum_count = net.checksum_count(layout.get("rem", False))
 
     def _tile_decoder(self, i: int, tile):
         stride = self.net.latent_stride
-        return self.net.decoder((tile[2] // stride, tile[3] // stride), self.checksums[i],
-                                context=tile_context(self.net, self.z_hat, tile), **self.layout)
+        context = {**tile_context(self.net, self.z_hat, tile), "ends": self.ends[i] or None}
+        return self.net.decoder((tile[2] // stride, tile[3] // stride), self.checksums[i], context=context,
+                                **self.layout)
 
     def _decode_z(self, first_strings: list[bytes]) -> None:
         import torch
@@ -214,9 +240,12 @@ class TiledDecoder:
     def add(self, layer: bytes) -> None:
         tiles = unpack_strings(layer, len(self.grid))
         if not self.checksums:
-            for i, data in enumerate(tiles):
-                checks, tiles[i] = _unpack_checksums(data, self.checksum_count)
+            stride = self.net.latent_stride
+            for i, (data, (_, _, h, w)) in enumerate(zip(tiles, self.grid)):
+                elements = getattr(self.net, "M", 0) * (h // stride) * (w // stride)
+                checks, ends, tiles[i] = _unpack_tile_head(data, self.checksum_count, self.chunks, elements)
                 self.checksums.append(checks)
+                self.ends.append(ends)
             self._decode_z(tiles)
         for own, data in zip(self.strings, tiles):
             own.append(data)

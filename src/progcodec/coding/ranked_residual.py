@@ -119,6 +119,11 @@ class RankedResidualLatentCodec(nn.Module):
         indexes = self._coder.indexes(scales)
         return means, indexes, chunk_positions(indexes, schedule or self.schedule)
 
+    def index_map(self, y_hat_base, hyper_features, window=None) -> torch.Tensor:
+        """The residual's scale indexes before any element: what its ranking is made of."""
+        _, scales = self._means_and_scales64(y_hat_base, hyper_features, window)
+        return self._coder.indexes(scales)
+
     def mean_fill64(self, y_base_mean, hyper_features, window=None):
         """:meth:`mean_fill` on the float64 path (decoding the preview layer)."""
         means, _ = self._means_and_scales64(y_base_mean, hyper_features, window)
@@ -187,12 +192,14 @@ class RankedResidualLatentCodec(nn.Module):
         return {"r_hat": state["r_hat"].reshape(state["shape"]), "indexes": state["indexes_map"]}
 
     def start_decoding(self, y_hat_base, hyper_features, checksum=None, schedule=None, rem_checks=None,
-                       window=None) -> dict:
+                       window=None, ends=None) -> dict:
         """Decoder state before any chunk: the residual at its predicted mean. ``rem_checks``
-        (a file written with REMs) are the checksums of the refined index maps."""
+        (a file written with REMs) are the checksums of the refined index maps. ``ends``
+        (a tile's) are the chunks' ends in the ranked order, instead of the schedule's."""
         state = self._start(y_hat_base, hyper_features, rem_checks is not None, window)
         verify_checksum(state["indexes_map"], checksum, "residual scale indexes")
-        state["bounds"] = chunk_bounds(state["n"], schedule or self.schedule)
+        state["bounds"] = (chunk_bounds(state["n"], schedule or self.schedule) if ends is None
+                           else list(zip([0, *ends[:-1]], ends)))
         state["chunk"] = 0
         state["rem_checks"] = rem_checks or []
         return state

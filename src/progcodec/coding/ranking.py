@@ -91,6 +91,31 @@ def chunk_bounds(num_elements: int, schedule=DEFAULT_SCHEDULE) -> list[tuple[int
     return list(zip(starts, ends))
 
 
+def shared_chunk_ends(histograms: list, schedule=DEFAULT_SCHEDULE) -> list[list[int]]:
+    """Each tile's chunk ends, in its own ranked order, such that chunk k of every tile together
+    is chunk k of one ranking of all tiles' elements (scale index, most uncertain first, ties
+    by tile, then by position): a tiled file spends each layer's bytes where the whole image
+    needs them, not a fixed share of every tile. ``histograms[t][v]``: tile t's elements of
+    scale index v."""
+    levels = max(len(h) for h in histograms)
+    counts = torch.zeros((len(histograms), levels), dtype=torch.int64)
+    for t, h in enumerate(histograms):
+        counts[t, :len(h)] = torch.as_tensor(h, dtype=torch.int64)
+    descending = counts.flip(1)                   # most uncertain level first
+    through = descending.sum(0).cumsum(0)         # elements at this level or a more uncertain one
+    total = int(through[-1])
+    ends = []
+    for f in validate_schedule(schedule, complete=False):
+        target = round(f * total)
+        level = min(int(torch.searchsorted(through, target)), levels - 1)
+        above = descending[:, :level].sum(1)
+        at = descending[:, level]
+        before = torch.cat([torch.zeros(1, dtype=torch.int64), at.cumsum(0)[:-1]])   # ties: earlier tiles first
+        take = (target - int(above.sum()) - before).clamp(min=0).minimum(at)
+        ends.append((above + take).tolist())
+    return [list(tile_ends) for tile_ends in zip(*ends)]
+
+
 def chunk_positions(indexes: torch.Tensor, schedule=DEFAULT_SCHEDULE) -> list[torch.Tensor]:
     """Flat positions of each chunk's elements (complementary, covering)."""
     order = rank_elements(indexes)

@@ -273,9 +273,20 @@ class VarianceAwareMasking(ProgressiveModel):
         its coded z (string, ẑ, checksum) and its context: hyper features made with its
         neighbours' ẑ, and the window its residual parameters are computed over."""
         a = self._analyse(latents, rem, coded_z, context)
-        chunks = [self.residual.encode_range(a["ranked"], start, end)
-                  for start, end in chunk_bounds(a["ranked"]["n"], self.schedule(ladder))]
+        ends = context and context.get("ends")
+        bounds = (chunk_bounds(a["ranked"]["n"], self.schedule(ladder)) if ends is None
+                  else list(zip([0, *ends[:-1]], ends)))
+        chunks = [self.residual.encode_range(a["ranked"], start, end) for start, end in bounds]
         return {"layers": self._layers(a, chunks, preview, False), "checksums": a["checksums"]}
+
+    @torch.no_grad()
+    def residual_index_map(self, latents: torch.Tensor, coded_z, context=None) -> torch.Tensor:
+        """A tile's residual scale indexes (what its ranking is made of), for ranking all tiles as
+        one (tiling.py): the encoder's path of :meth:`compress_latents` up to the ranking."""
+        y_base = latents.chunk(2, 1)[0]
+        hyper, means_b, _ = self._base_parameters(coded_z[1], context and context["hyper"])
+        y_hat_base = quantize_symbols(y_base, means_b) + means_b
+        return self.residual.index_map(y_hat_base, hyper, context and context["window"])
 
     @torch.no_grad()
     def compress_to_budgets(self, x: torch.Tensor, budgets: list[int], preview: bool = False,
@@ -337,6 +348,7 @@ class VamDecoder:
         self.model, self.latent_size, self.preview, self.base_chunk = model, latent_size, preview, base_chunk
         self.given_hyper = context and context["hyper"]       # a tile's: z is decoded by the caller
         self.window = context and context["window"]
+        self.ends = context and context.get("ends")
         checksums = list(checksums) if checksums else [None] * model.checksum_count(rem)
         self.z_check, self.base_check, self.residual_check = checksums[:3]
         self.rem_checks = checksums[3:] if rem else None
@@ -363,7 +375,7 @@ class VamDecoder:
                                                                self.z_check, self.base_check,
                                                                self.hyper if self.preview else self.given_hyper)
             self.residual = m.residual.start_decoding(self.y_hat_base, self.hyper, self.residual_check, self.schedule,
-                                                      self.rem_checks, self.window)
+                                                      self.rem_checks, self.window, self.ends)
             if self.base_chunk:
                 m.residual.decode_chunk(self.residual, strings[1])
         else:
