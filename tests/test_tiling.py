@@ -96,15 +96,14 @@ def test_with_the_shipped_weights_every_layer_sharpens_the_whole_picture(wide, n
 
 def test_each_layer_of_a_tiled_vam_file_is_the_whole_image_s_chunk(tiled, net):
     """All tiles' residual elements are ranked as one: the tiles' chunk ends, recorded in
-    their first strings, add up to the whole image's chunk ends."""
+    their base-layer strings, add up to the whole image's chunk ends."""
     from progcodec.coding.ranking import chunk_bounds
 
-    strings = container.unpack_strings(container.parse(tiled).layers[0], 4)
-    checks = net.checksum_count(True)
+    strings = container.unpack_strings(container.parse(tiled).layers[1], 4)     # the base layer
     ends = []
     for data in strings:
-        chunks = struct.unpack_from(">H", data, 1 + 4 * checks)[0]
-        ends.append(struct.unpack_from(f">{chunks}I", data, 3 + 4 * checks))
+        chunks = struct.unpack_from(">H", data)[0]
+        ends.append(struct.unpack_from(f">{chunks}I", data, 2))
     header = container.parse(tiled).header
     total = net.M * (320 // 16) * (448 // 16)
     assert [sum(e) for e in zip(*ends)] == [b for _, b in chunk_bounds(total, net.schedule(header.ladder))]
@@ -173,10 +172,10 @@ def test_a_layer_with_the_wrong_tile_count_is_refused(tiled):
         progcodec.decode(_replace_layer(tiled, 0, container.pack_strings(strings[:3])), layers=1)
     with pytest.raises(ContainerError, match="checksums"):
         progcodec.decode(_replace_layer(tiled, 0, container.pack_strings([b""] * 4)), layers=1)
-    head = 1 + 4 * strings[0][0] + 2                            # a chunk end that does not add up
-    strings[1] = strings[1][:head] + struct.pack(">I", 1 << 30) + strings[1][head + 4:]
+    base = container.unpack_strings(container.parse(tiled).layers[1], 4)      # a chunk end that does not add up
+    base[1] = base[1][:2] + struct.pack(">I", 1 << 30) + base[1][6:]
     with pytest.raises(ContainerError, match="chunk ends"):
-        progcodec.decode(_replace_layer(tiled, 0, container.pack_strings(strings)), layers=1)
+        progcodec.decode(_replace_layer(tiled, 1, container.pack_strings(base)), layers=2)
 
 
 def test_hostile_tiled_headers_are_refused_before_any_work(tiled):

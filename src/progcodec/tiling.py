@@ -14,8 +14,8 @@ parameters see their neighbours' base only at its predicted mean and the REMs
 see their own tile alone. Memory is bounded by the tile; what grows with
 the image is ẑ and, on the decoder, ŷ (3 bytes a pixel in float32 for M=192),
 and the picture itself. A tile's first string starts with its determinism
-checksums (the header cannot hold them for hundreds of tiles) and, for vam, its
-chunk ends: the residual elements of all tiles are ranked as one, so each layer
+checksums (the header cannot hold them for hundreds of tiles), and its base-layer
+string, for vam, with its chunk ends: the residual elements of all tiles are ranked as one, so each layer
 spends its bytes where the whole image needs them.
 """
 
@@ -94,21 +94,32 @@ def _crop_padded(pixels: np.ndarray, top: int, left: int, bottom: int, right: in
     return pixels[rows[:, None], cols[None, :]]
 
 
-def _pack_tile_head(checksums, ends) -> bytes:
-    """What a tile's first string starts with: its checksums, then (vam) its chunk ends."""
-    return struct.pack(f">B{len(checksums)}IH{len(ends)}I", len(checksums), *checksums, len(ends), *ends)
+def _pack_checksums(checksums) -> bytes:
+    """What a tile's first string starts with."""
+    return struct.pack(f">B{len(checksums)}I", len(checksums), *checksums)
 
 
-def _unpack_tile_head(data: bytes, checks: int, chunks: int, elements: int) -> tuple[list[int], list[int], bytes]:
-    """(checksums, chunk ends, the rest) of a tile's first string, or ContainerError."""
-    size = 1 + 4 * checks + 2 + 4 * chunks
-    if len(data) < size or data[0] != checks or struct.unpack_from(">H", data, 1 + 4 * checks)[0] != chunks:
-        raise ContainerError("corrupt layer 1 (a tile's checksums and chunk ends)")
-    values = struct.unpack_from(f">{checks}I", data, 1)
-    ends = list(struct.unpack_from(f">{chunks}I", data, 3 + 4 * checks))
-    if ends and (any(b < a for a, b in zip(ends, ends[1:])) or ends[-1] != elements):
-        raise ContainerError("corrupt layer 1 (a tile's chunk ends)")
-    return list(values), ends, data[size:]
+def _unpack_checksums(data: bytes, count: int) -> tuple[list[int], bytes]:
+    size = 1 + 4 * count
+    if len(data) < size or data[0] != count:
+        raise ContainerError("corrupt layer 1 (a tile's checksums)")
+    return list(struct.unpack_from(f">{count}I", data, 1)), data[size:]
+
+
+def _pack_ends(ends) -> bytes:
+    """What a vam tile's base-layer string starts with: its chunk ends (not in the preview
+    layer, which they would make larger, and which does not need them)."""
+    return struct.pack(f">H{len(ends)}I", len(ends), *ends)
+
+
+def _unpack_ends(data: bytes, chunks: int, elements: int) -> tuple[list[int], bytes]:
+    size = 2 + 4 * chunks
+    if len(data) < size or struct.unpack_from(">H", data)[0] != chunks:
+        raise ContainerError("corrupt base layer (a tile's chunk ends)")
+    ends = list(struct.unpack_from(f">{chunks}I", data, 2))
+    if any(b < a for a, b in zip(ends, ends[1:])) or ends[-1] != elements:
+        raise ContainerError("corrupt base layer (a tile's chunk ends)")
+    return ends, data[size:]
 
 
 def _window(start: int, size: int, margin: int, limit: int) -> tuple[int, int]:
@@ -165,7 +176,9 @@ def encode(net, pixels: np.ndarray, grid: Grid, ladder=(), preview=False, rem=Fa
         out = net.compress_latents(latents[i].to(device), ladder, preview, rem, coded_z=coded_z[i], context=context)
         latents[i] = None
         layers = list(out["layers"])
-        layers[0] = _pack_tile_head(out["checksums"], ends[i]) + layers[0]
+        if ranked:
+            layers[int(preview)] = _pack_ends(ends[i]) + layers[int(preview)]
+        layers[0] = _pack_checksums(out["checksums"]) + layers[0]
         per_tile.append(layers)
         if progress:
             progress((passes - 1) * len(grid) + i + 1, passes * len(grid))
@@ -211,9 +224,11 @@ class TiledDecoder:
         self.layout, self.keep_state, self.progress = layout, keep_state, progress
         self.strings: list[list[bytes]] = [[] for _ in range(len(grid))]
         self.checksums: list[list[int]] = []
-        self.ends: list[list[int]] = []
-        # vam's residual chunks, each tile's ends recorded (see encode)
+        self.ends: list[list[int]] = [[] for _ in range(len(grid))]
+        # vam's residual chunks, each tile's ends recorded in its base-layer string (see encode)
         self.chunks = len(net.schedule(layout.get("ladder", ()))) if hasattr(net, "residual_index_map") else 0
+        self.base_layer = int(layout.get("preview", False))
+        self.layers = 0
         self.decoders: list | None = None
         self.z_hat = None
         self.checksum_count = net.checksum_count(layout.get("rem", False))
@@ -239,14 +254,19 @@ class TiledDecoder:
 
     def add(self, layer: bytes) -> None:
         tiles = unpack_strings(layer, len(self.grid))
-        if not self.checksums:
+        if self.layers == 0:
+            for i, data in enumerate(tiles):
+                checks, tiles[i] = _unpack_checksums(data, self.checksum_count)
+                self.checksums.append(checks)
+        if self.layers == self.base_layer and self.chunks:
             stride = self.net.latent_stride
             for i, (data, (_, _, h, w)) in enumerate(zip(tiles, self.grid)):
-                elements = getattr(self.net, "M", 0) * (h // stride) * (w // stride)
-                checks, ends, tiles[i] = _unpack_tile_head(data, self.checksum_count, self.chunks, elements)
-                self.checksums.append(checks)
-                self.ends.append(ends)
+                self.ends[i], tiles[i] = _unpack_ends(data, self.chunks, self.net.M * (h // stride) * (w // stride))
+                if self.decoders is not None:      # streaming: decoders made at layer 1 learn them now
+                    self.decoders[i].ends = self.ends[i]
+        if self.layers == 0:
             self._decode_z(tiles)
+        self.layers += 1
         for own, data in zip(self.strings, tiles):
             own.append(data)
         if self.keep_state:
