@@ -101,9 +101,10 @@ def test_each_layer_of_a_tiled_vam_file_is_the_whole_image_s_chunk(tiled, net):
 
     strings = container.unpack_strings(container.parse(tiled).layers[1], 4)     # the base layer
     ends = []
-    for data in strings:
-        chunks = struct.unpack_from(">H", data)[0]
-        ends.append(struct.unpack_from(f">{chunks}I", data, 2))
+    for data in strings:                                    # after the tile's base and residual checksums
+        head = 1 + 4 * data[0]
+        chunks = struct.unpack_from(">H", data, head)[0]
+        ends.append(struct.unpack_from(f">{chunks}I", data, head + 2))
     header = container.parse(tiled).header
     total = net.M * (320 // 16) * (448 // 16)
     assert [sum(e) for e in zip(*ends)] == [b for _, b in chunk_bounds(total, net.schedule(header.ladder))]
@@ -173,7 +174,8 @@ def test_a_layer_with_the_wrong_tile_count_is_refused(tiled):
     with pytest.raises(ContainerError, match="checksums"):
         progcodec.decode(_replace_layer(tiled, 0, container.pack_strings([b""] * 4)), layers=1)
     base = container.unpack_strings(container.parse(tiled).layers[1], 4)      # a chunk end that does not add up
-    base[1] = base[1][:2] + struct.pack(">I", 1 << 30) + base[1][6:]
+    head = 1 + 4 * base[1][0] + 2
+    base[1] = base[1][:head] + struct.pack(">I", 1 << 30) + base[1][head + 4:]
     with pytest.raises(ContainerError, match="chunk ends"):
         progcodec.decode(_replace_layer(tiled, 1, container.pack_strings(base)), layers=2)
 

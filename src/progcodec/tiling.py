@@ -13,9 +13,9 @@ the rate stays the whole image's but near tile edges, where vam's residual
 parameters see their neighbours' base only at its predicted mean and the REMs
 see their own tile alone. Memory is bounded by the tile; what grows with
 the image is ẑ and, on the decoder, ŷ (3 bytes a pixel in float32 for M=192),
-and the picture itself. A tile's first string starts with its determinism
-checksums (the header cannot hold them for hundreds of tiles), and its base-layer
-string, for vam, with its chunk ends: the residual elements of all tiles are ranked as one, so each layer
+and the picture itself. A tile's first string starts with its z's determinism
+checksum and its base-layer string with the others (the header cannot hold them for
+hundreds of tiles) and, for vam, its chunk ends: the residual elements of all tiles are ranked as one, so each layer
 spends its bytes where the whole image needs them.
 """
 
@@ -95,14 +95,14 @@ def _crop_padded(pixels: np.ndarray, top: int, left: int, bottom: int, right: in
 
 
 def _pack_checksums(checksums) -> bytes:
-    """What a tile's first string starts with."""
+    """What a tile's first string starts with (z's checksum), and its base-layer string (the rest)."""
     return struct.pack(f">B{len(checksums)}I", len(checksums), *checksums)
 
 
 def _unpack_checksums(data: bytes, count: int) -> tuple[list[int], bytes]:
     size = 1 + 4 * count
     if len(data) < size or data[0] != count:
-        raise ContainerError("corrupt layer 1 (a tile's checksums)")
+        raise ContainerError("corrupt layer (a tile's checksums)")
     return list(struct.unpack_from(f">{count}I", data, 1)), data[size:]
 
 
@@ -175,10 +175,10 @@ def encode(net, pixels: np.ndarray, grid: Grid, ladder=(), preview=False, rem=Fa
         context = {**tile_context(net, z_hat, tile), "ends": ends[i] or None}
         out = net.compress_latents(latents[i].to(device), ladder, preview, rem, coded_z=coded_z[i], context=context)
         latents[i] = None
-        layers = list(out["layers"])
-        if ranked:
-            layers[int(preview)] = _pack_ends(ends[i]) + layers[int(preview)]
-        layers[0] = _pack_checksums(out["checksums"]) + layers[0]
+        layers, checks = list(out["layers"]), out["checksums"]
+        base = int(preview)
+        layers[base] = _pack_checksums(checks[1:]) + (_pack_ends(ends[i]) if ranked else b"") + layers[base]
+        layers[0] = _pack_checksums(checks[:1]) + layers[0]
         per_tile.append(layers)
         if progress:
             progress((passes - 1) * len(grid) + i + 1, passes * len(grid))
@@ -234,10 +234,12 @@ class TiledDecoder:
         self.checksum_count = net.checksum_count(layout.get("rem", False))
 
     def _tile_decoder(self, i: int, tile):
+        """Tile i's decoder: checksums not read yet (a preview layer alone) are None, unchecked,
+        and nothing past the preview is read without them."""
         stride = self.net.latent_stride
         context = {**tile_context(self.net, self.z_hat, tile), "ends": self.ends[i] or None}
-        return self.net.decoder((tile[2] // stride, tile[3] // stride), self.checksums[i], context=context,
-                                **self.layout)
+        checksums = self.checksums[i] + [None] * (self.checksum_count - len(self.checksums[i]))
+        return self.net.decoder((tile[2] // stride, tile[3] // stride), checksums, context=context, **self.layout)
 
     def _decode_z(self, first_strings: list[bytes]) -> None:
         import torch
@@ -256,24 +258,32 @@ class TiledDecoder:
         tiles = unpack_strings(layer, len(self.grid))
         if self.layers == 0:
             for i, data in enumerate(tiles):
-                checks, tiles[i] = _unpack_checksums(data, self.checksum_count)
+                checks, tiles[i] = _unpack_checksums(data, 1)
                 self.checksums.append(checks)
-        if self.layers == self.base_layer and self.chunks:
+        if self.layers == self.base_layer:
             stride = self.net.latent_stride
             for i, (data, (_, _, h, w)) in enumerate(zip(tiles, self.grid)):
-                self.ends[i], tiles[i] = _unpack_ends(data, self.chunks, self.net.M * (h // stride) * (w // stride))
-                if self.decoders is not None:      # streaming: decoders made at layer 1 learn them now
-                    self.decoders[i].ends = self.ends[i]
+                checks, tiles[i] = _unpack_checksums(data, self.checksum_count - 1)
+                self.checksums[i] += checks
+                if self.chunks:
+                    self.ends[i], tiles[i] = _unpack_ends(tiles[i], self.chunks,
+                                                          self.net.M * (h // stride) * (w // stride))
         if self.layers == 0:
             self._decode_z(tiles)
         self.layers += 1
         for own, data in zip(self.strings, tiles):
             own.append(data)
-        if self.keep_state:
+        # Streaming: each tile keeps its decoder from the base layer on (its checksums complete);
+        # a preview layer alone is decoded afresh, which costs no entropy decoding.
+        if self.keep_state and self.layers > self.base_layer:
             if self.decoders is None:
                 self.decoders = [self._tile_decoder(i, tile) for i, tile in enumerate(self.grid)]
-            for decoder, data in zip(self.decoders, tiles):
-                decoder.add(data)
+                for decoder, own in zip(self.decoders, self.strings):
+                    for data in own:
+                        decoder.add(data)
+            else:
+                for decoder, data in zip(self.decoders, tiles):
+                    decoder.add(data)
 
     def latent(self):
         """The whole image's decoded latent (float32), assembled tile by tile."""
@@ -283,7 +293,7 @@ class TiledDecoder:
         latent = None
         for i, tile in enumerate(self.grid):
             top, left, h, w = tile
-            if self.keep_state:
+            if self.decoders is not None:
                 y = self.decoders[i].latent()
             else:
                 decoder = self._tile_decoder(i, tile)
