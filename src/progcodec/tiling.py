@@ -128,12 +128,15 @@ def _window(start: int, size: int, margin: int, limit: int) -> tuple[int, int]:
 
 def encode(net, pixels: np.ndarray, grid: Grid, ladder=(), preview=False, rem=False, progress=None) -> list[bytes]:
     """The file's layers for an H x W x 3 uint8 image coded tile by tile: layer k holds
-    every tile's layer k; each tile's first string starts with its checksums.
+    every tile's layer k; each tile's first string starts with z's checksum, its base-layer
+    string with the other checksums (and, for vam, its chunk ends).
 
     Passes over the tiles: the first makes each tile's y and z (from a window with margin)
     and codes z, so the next can give every tile hyper features made from its neighbours' ẑ
     too; for vam, one more ranks all tiles' residual elements as one (chunk k of the file
-    is the whole image's chunk k), which each tile's first string records as chunk ends."""
+    is the whole image's chunk k), which each tile's base-layer string records as chunk ends.
+    That pass runs each tile's parameter path once more (tile_context, the residual
+    parameters), which is cheaper than holding every tile's float64 parameters at once."""
     import torch
 
     from .coding.ranking import shared_chunk_ends

@@ -7,7 +7,9 @@ from compressai.entropy_models import GaussianConditional
 from torch import nn
 
 from .gaussian import Float64Path, GaussianSymbolCoder, ste_round, tensor_checksum, verify_checksum
-from .ranking import DEFAULT_SCHEDULE, chunk_bounds, chunk_positions, rank_elements, top_fraction_mask, validate_schedule
+from .ranking import (
+    DEFAULT_SCHEDULE, bounds_of, chunk_bounds, chunk_positions, rank_elements, top_fraction_mask, validate_schedule,
+)
 from .rem import RateEnhancementModule, rem_positions
 
 
@@ -199,7 +201,7 @@ class RankedResidualLatentCodec(nn.Module):
         state = self._start(y_hat_base, hyper_features, rem_checks is not None, window)
         verify_checksum(state["indexes_map"], checksum, "residual scale indexes")
         state["bounds"] = (chunk_bounds(state["n"], schedule or self.schedule) if ends is None
-                           else list(zip([0, *ends[:-1]], ends)))
+                           else bounds_of(ends))
         state["chunk"] = 0
         state["rem_checks"] = rem_checks or []
         return state

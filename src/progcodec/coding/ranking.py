@@ -86,9 +86,12 @@ def rank_elements(indexes: torch.Tensor) -> torch.Tensor:
 
 def chunk_bounds(num_elements: int, schedule=DEFAULT_SCHEDULE) -> list[tuple[int, int]]:
     """[start, end) of each chunk in the ranked order; together they cover all."""
-    ends = [round(f * num_elements) for f in validate_schedule(schedule, complete=False)]
-    starts = [0] + ends[:-1]
-    return list(zip(starts, ends))
+    return bounds_of([round(f * num_elements) for f in validate_schedule(schedule, complete=False)])
+
+
+def bounds_of(ends) -> list[tuple[int, int]]:
+    """[start, end) of each chunk from the chunks' ends."""
+    return list(zip([0, *ends[:-1]], ends))
 
 
 def shared_chunk_ends(histograms: list, schedule=DEFAULT_SCHEDULE) -> list[list[int]]:

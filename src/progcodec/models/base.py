@@ -62,6 +62,12 @@ class ProgressiveModel(CompressionModel):
         """An object with ``add(layer_bytes)`` and ``reconstruct() -> image tensor``."""
         raise NotImplementedError
 
+    @torch.no_grad()
+    def synthesize(self, y: torch.Tensor) -> torch.Tensor:
+        """The picture from a decoded latent (any float dtype, on the CPU), by ``self.g_s``."""
+        device = next(self.g_s.parameters()).device
+        return self.g_s(y.float().to(device)).clamp_(0, 1)
+
     def residual_window(self, hyper_around: torch.Tensor, offset: tuple[int, int]):
         """A tile's window for parameters that also depend on decoded latents (vam's residual),
         from the hyper features around it; None where the model has none (tiling.py)."""

@@ -246,12 +246,6 @@ class ProgDTD(ProgressiveModel):
         """The latent y: what the coder starts from."""
         return self.g_a(x)
 
-    @torch.no_grad()
-    def synthesize(self, y: torch.Tensor) -> torch.Tensor:
-        """The picture from a decoded latent (any float dtype, on the CPU)."""
-        device = next(self.g_s.parameters()).device
-        return self.g_s(y.float().to(device)).clamp_(0, 1)
-
     def _analyse(self, y: torch.Tensor, fine_ladder: bool, coded_z=None, hyper=None) -> dict:
         """z coded, y's symbols and scale indexes in sending order, and a coder of any range of them."""
         z_string, z_hat, z_check = coded_z or self.code_hyper_latent(self.hyper_analysis(y))

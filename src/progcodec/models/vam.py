@@ -22,7 +22,7 @@ from ..coding.gaussian import (
 )
 from ..coding.ranked_residual import RankedResidualLatentCodec
 from ..coding.ranking import (
-    DEFAULT_SCHEDULE, chunk_bounds, even_quality_schedule, ladder_to_schedule, schedule_to_ladder, share_of,
+    DEFAULT_SCHEDULE, bounds_of, chunk_bounds, even_quality_schedule, ladder_to_schedule, schedule_to_ladder, share_of,
     top_fraction_mask,
 )
 from ..container import pack_strings, unpack_strings
@@ -231,12 +231,6 @@ class VarianceAwareMasking(ProgressiveModel):
         return torch.cat([self.head_base(features), self.head_top(features)], 1)
 
     @torch.no_grad()
-    def synthesize(self, y: torch.Tensor) -> torch.Tensor:
-        """The picture from a decoded latent (any float dtype, on the CPU)."""
-        device = next(self.g_s.parameters()).device
-        return self.g_s(y.float().to(device)).clamp_(0, 1)
-
-    @torch.no_grad()
     def _analyse(self, latents: torch.Tensor, rem: bool = False, coded_z=None, context=None) -> dict:
         """Everything up to the residual's ranking: z and the base coded, the residual ranked.
         A tile brings ``coded_z`` (z's string, ẑ, checksum) and its ``context`` (tiling.py)."""
@@ -275,7 +269,7 @@ class VarianceAwareMasking(ProgressiveModel):
         a = self._analyse(latents, rem, coded_z, context)
         ends = context and context.get("ends")
         bounds = (chunk_bounds(a["ranked"]["n"], self.schedule(ladder)) if ends is None
-                  else list(zip([0, *ends[:-1]], ends)))
+                  else bounds_of(ends))
         chunks = [self.residual.encode_range(a["ranked"], start, end) for start, end in bounds]
         return {"layers": self._layers(a, chunks, preview, False), "checksums": a["checksums"]}
 
