@@ -82,7 +82,7 @@ def make_seeds(folder: Path) -> list[Path]:
     files["progdtd-fine"] = progcodec.encode(small, model=dtd, max_bytes=[full[0]["cumulative_bytes"] + 30,
                                                                           full[-1]["cumulative_bytes"] - 40])
     files["vam-v1"] = to_version_1(files["vam-trained"])
-    tall = fuzzlib.sample_image(40, 300)                # two tiles of 256-px tiles (format version 4)
+    tall = fuzzlib.sample_image(40, 300)    # two 256-px tiles (format version 5; the *-tiled-v4 seeds are version 4)
     files["vam-tiled"] = progcodec.encode(tall, model=vam, ladder=4, tile=256)
     files["progdtd-tiled"] = progcodec.encode(tall, model=dtd, ladder=3, tile=256)
     paths = []

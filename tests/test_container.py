@@ -164,9 +164,9 @@ def test_short_or_foreign_data_is_an_error(data):
         parse(data)
 
 
-@pytest.mark.parametrize("version", [0, 5, 255])
+@pytest.mark.parametrize("version", [0, 6, 255])
 def test_unknown_version_is_an_error(fuzzlib, sample, version):
-    with pytest.raises(ContainerError, match=f"version {version} .this build reads 1, 2, 3, 4"):
+    with pytest.raises(ContainerError, match=f"version {version} .this build reads 1, 2, 3, 4, 5"):
         parse(fuzzlib.set_field(sample.data, "version", version))
 
 
@@ -209,10 +209,10 @@ def test_version_3_is_written_only_for_a_fine_ladder():
     assert parse(build("progdtd", DIGEST, 97, 31, LAYERS, CHECKS, ladder=(1, 3, 5))).header.version == 2
 
 
-def test_version_4_is_written_only_for_tiles():
+def test_version_5_is_written_only_for_tiles():
     data = build("vam", DIGEST, 5000, 4000, LAYERS, (), preview=True, ladder=(1, 2, 3), tile=(1024, 960))
     h = parse(data).header
-    assert (h.version, h.tile, h.width, h.height, h.preview, h.ladder) == (4, (1024, 960), 5000, 4000, True, (1, 2, 3))
+    assert (h.version, h.tile, h.width, h.height, h.preview, h.ladder) == (5, (1024, 960), 5000, 4000, True, (1, 2, 3))
     assert parse(prefix(data, 2)).header.tile == (1024, 960)
     assert parse(build("vam", DIGEST, 97, 31, LAYERS, CHECKS, rem=True)).header.version == 3
     with pytest.raises(ContainerError, match="implausible image size"):   # 20 MP is for tiles only

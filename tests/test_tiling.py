@@ -67,9 +67,9 @@ def test_tiled_analysis_and_synthesis_are_the_whole_image_transforms(wide, net):
 
 def test_every_layer_prefix_decodes_to_the_full_image(tiled, wide):
     header = container.parse(tiled).header
-    assert header.version == 4 and header.tile == (192, 256) and header.checksums == ()
+    assert header.version == 5 and header.tile == (192, 256) and header.checksums == ()
     meta = progcodec.info(tiled)
-    assert meta["tiles"] == [2, 2, 192, 256] and meta["format_version"] == 4
+    assert meta["tiles"] == [2, 2, 192, 256] and meta["format_version"] == 5
     streamed = [np.asarray(image) for _, image in progcodec.iter_decode(tiled)]
     assert len(streamed) == len(meta["layers"]) == 16
     for k, pixels in enumerate(streamed, start=1):
@@ -99,13 +99,14 @@ def test_each_layer_of_a_tiled_vam_file_is_the_whole_image_s_chunk(tiled, net):
     their base-layer strings, add up to the whole image's chunk ends."""
     from progcodec.coding.ranking import chunk_bounds
 
-    strings = container.unpack_strings(container.parse(tiled).layers[1], 4)     # the base layer
-    ends = []
-    for data in strings:                                    # after the tile's base and residual checksums
-        head = 1 + 4 * data[0]
-        chunks = struct.unpack_from(">H", data, head)[0]
-        ends.append(struct.unpack_from(f">{chunks}I", data, head + 2))
     header = container.parse(tiled).header
+    strings = container.unpack_varint_strings(container.parse(tiled).layers[1], 4)     # the base layer
+    chunks = len(net.schedule(header.ladder))
+    ends = []
+    for data, (_, _, h, w) in zip(strings, tiling.Grid(320, 448, *header.tile)):
+        rest = data[4 * (net.checksum_count(False) - 1):]     # after the tile's base and residual checksums
+        gaps, _ = container.unpack_uvarints(rest, chunks - 1)  # varint gaps; the last end is the tile's size
+        ends.append([*np.cumsum(gaps).tolist(), net.M * (h // 16) * (w // 16)])
     total = net.M * (320 // 16) * (448 // 16)
     assert [sum(e) for e in zip(*ends)] == [b for _, b in chunk_bounds(total, net.schedule(header.ladder))]
     assert len({tuple(e) for e in ends}) == 4                  # not one share of every tile
@@ -148,13 +149,11 @@ def test_rate_targets_and_bad_tiles_are_clear_errors(wide, cli, clean_error, tmp
 
 def test_a_tile_decoded_differently_is_a_determinism_error(tiled, monkeypatch):
     """Each tile's checksums travel in its first string and are verified per tile."""
-    strings = container.unpack_strings(container.parse(tiled).layers[0], 4)
-    count = strings[2][0]
-    checks = list(struct.unpack(f">{count}I", strings[2][1:1 + 4 * count]))     # the head: checksums first
-    checks[0] ^= 1
-    strings[2] = bytes([count]) + struct.pack(f">{count}I", *checks) + strings[2][1 + 4 * count:]
+    strings = container.unpack_varint_strings(container.parse(tiled).layers[0], 4)
+    (check,) = struct.unpack(">I", strings[2][:4])                      # the head: z's checksum
+    strings[2] = struct.pack(">I", check ^ 1) + strings[2][4:]
     with pytest.raises(DeterminismError):
-        progcodec.decode(_replace_layer(tiled, 0, container.pack_strings(strings)), layers=1)
+        progcodec.decode(_replace_layer(tiled, 0, container.pack_varint_strings(strings)), layers=1)
 
 
 def _replace_layer(data: bytes, index: int, layer: bytes) -> bytes:
@@ -167,17 +166,19 @@ def _replace_layer(data: bytes, index: int, layer: bytes) -> bytes:
                            ladder=h.ladder, rem=h.rem, tile=h.tile)
 
 
-def test_a_layer_with_the_wrong_tile_count_is_refused(tiled):
-    strings = container.unpack_strings(container.parse(tiled).layers[0], 4)
+def test_a_layer_with_the_wrong_tile_count_is_refused(tiled, net):
+    strings = container.unpack_varint_strings(container.parse(tiled).layers[0], 4)
     with pytest.raises(ContainerError):
-        progcodec.decode(_replace_layer(tiled, 0, container.pack_strings(strings[:3])), layers=1)
+        progcodec.decode(_replace_layer(tiled, 0, container.pack_varint_strings(strings[:3])), layers=1)
     with pytest.raises(ContainerError, match="checksums"):
-        progcodec.decode(_replace_layer(tiled, 0, container.pack_strings([b""] * 4)), layers=1)
-    base = container.unpack_strings(container.parse(tiled).layers[1], 4)      # a chunk end that does not add up
-    head = 1 + 4 * base[1][0] + 2
-    base[1] = base[1][:head] + struct.pack(">I", 1 << 30) + base[1][head + 4:]
+        progcodec.decode(_replace_layer(tiled, 0, container.pack_varint_strings([b""] * 4)), layers=1)
+    base = container.unpack_varint_strings(container.parse(tiled).layers[1], 4)   # a chunk end past the tile
+    head = 4 * (net.checksum_count(False) - 1)
+    base[1] = base[1][:head] + container.pack_uvarints([1 << 30]) + base[1][head:]
     with pytest.raises(ContainerError, match="chunk ends"):
-        progcodec.decode(_replace_layer(tiled, 1, container.pack_strings(base)), layers=2)
+        progcodec.decode(_replace_layer(tiled, 1, container.pack_varint_strings(base)), layers=2)
+    with pytest.raises(ContainerError, match="string table"):                   # a table cut inside a varint
+        progcodec.decode(_replace_layer(tiled, 0, b"\xff\xff"), layers=1)
 
 
 def test_hostile_tiled_headers_are_refused_before_any_work(tiled):

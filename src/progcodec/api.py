@@ -270,7 +270,7 @@ def _tiled_decoder_for(net, header: container.Header, ph: int, pw: int, keep_sta
     if any(side % net.stride for side in header.tile):
         raise ProgcodecError(f"corrupt header (tiles of {header.tile[0]}x{header.tile[1]} px do not fit the model)")
     grid = tiling.Grid(ph, pw, *header.tile)
-    decoder = tiling.TiledDecoder(net, grid, header.height, header.width, keep_state, progress,
+    decoder = tiling.TiledDecoder(net, grid, header.height, header.width, keep_state, progress, header.version,
                                   ladder=header.ladder, preview=header.preview, base_chunk=header.base_chunk,
                                   fine_ladder=header.fine_ladder, rem=header.rem)
     return decoder, lambda pixels: Image.fromarray(pixels, "RGB")

@@ -22,14 +22,16 @@ Layout (all integers big-endian)::
                                  shares in units of 2**-24, progdtd's channel counts;
                                  n = 0: the model's default ladder
     tile      H H                (version 4, tiled files only) tile height and width in pixels;
-                                 each layer is then one string per tile (pack_strings), row by
-                                 row, and the checksums live in each tile's first string
+                                 each layer is then one string per tile, row by row, and the
+                                 checksums live in the tiles' strings (see tiling.py); version 5
+                                 writes the tiles' string tables and side information compactly
+                                 (pack_varint_strings, varints), version 4 in fixed widths
     hcrc      I                  CRC32 of every header byte before it
     payload   layer 1 | layer 2 | ...
 
 Version 1 files (no layout, no ladder: the default ladder, no preview) still
 parse. A file is written with the lowest version that expresses it (3 only
-for a fine ladder or REMs, 4 only when tiled), so older readers keep reading
+for a fine ladder or REMs, 5 only when tiled), so older readers keep reading
 what they can. A prefix of the file that ends on a layer boundary is a valid
 file with fewer layers: the header stays as written and the parser counts
 complete layers.
@@ -44,8 +46,8 @@ from dataclasses import dataclass, field
 from .errors import ContainerError
 
 MAGIC = b"\x89PGC"
-FORMAT_VERSION = 4             # the newest version this build writes
-READABLE_VERSIONS = (1, 2, 3, 4)
+FORMAT_VERSION = 5             # the newest version this build writes
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 LAYOUT_PREVIEW = 1
 LAYOUT_BASE_CHUNK = 2
 LAYOUT_FINE_LADDER = 4         # from version 3
@@ -54,7 +56,7 @@ LAYOUT_TILED = 16              # from version 4
 FINE_CHANNEL_UNIT = 1 << 16    # a fine ladder's channel counts are in units of 2**-16
 LAYOUT_BITS = {2: LAYOUT_PREVIEW | LAYOUT_BASE_CHUNK,
                3: LAYOUT_PREVIEW | LAYOUT_BASE_CHUNK | LAYOUT_FINE_LADDER | LAYOUT_REM}
-LAYOUT_BITS[4] = LAYOUT_BITS[3] | LAYOUT_TILED
+LAYOUT_BITS[4] = LAYOUT_BITS[5] = LAYOUT_BITS[3] | LAYOUT_TILED
 MAX_NAME = 32
 MAX_LAYERS = 64
 MAX_CHECKSUMS = 8
@@ -145,14 +147,14 @@ def build(model: str, weights_digest: bytes, width: int, height: int,
           layers: list[bytes], checksums=(), preview: bool = False, ladder=(), base_chunk: bool = False,
           fine_ladder: bool = False, rem: bool = False, tile: tuple[int, int] | None = None) -> bytes:
     """Serialise a header and its layers into one ``.pgc`` file (version 2; 3 for a fine
-    ladder or REMs; 4 for tiles of ``tile`` = (height, width) pixels)."""
+    ladder or REMs; 5 for tiles of ``tile`` = (height, width) pixels)."""
     lengths = [len(b) for b in layers]
     crcs = [zlib.crc32(b) for b in layers]
     ladder = tuple(int(v) for v in ladder)
     tile = None if tile is None else (int(tile[0]), int(tile[1]))
     _check_header_fields(model, weights_digest, width, height, checksums, lengths, crcs, ladder, tile)
     name = model.encode("ascii")
-    version = 4 if tile else 3 if fine_ladder or rem else 2
+    version = 5 if tile else 3 if fine_ladder or rem else 2
     head = b"".join([
         MAGIC,
         struct.pack(">BB", version, len(name)), name,
@@ -361,3 +363,53 @@ def unpack_strings(data: bytes, count: int) -> list[bytes]:
         out.append(bytes(data[pos:pos + n]))
         pos += n
     return out
+
+
+def pack_uvarints(values) -> bytes:
+    """Unsigned integers as LEB128 varints: 7 bits a byte, low bits first."""
+    out = bytearray()
+    for v in values:
+        v = int(v)
+        if v < 0:
+            raise ValueError("varints are unsigned")
+        while v >= 0x80:
+            out.append(v & 0x7F | 0x80)
+            v >>= 7
+        out.append(v)
+    return bytes(out)
+
+
+def unpack_uvarints(data: bytes, count: int, what: str = "varints") -> tuple[list[int], bytes]:
+    """``count`` varints from the start of ``data``, and the bytes after them."""
+    values, pos = [], 0
+    for _ in range(count):
+        value = shift = 0
+        while True:
+            if pos >= len(data) or shift > 56:
+                raise ContainerError(f"corrupt layer ({what})")
+            byte = data[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        values.append(value)
+    return values, bytes(data[pos:])
+
+
+def pack_varint_strings(strings: list[bytes]) -> bytes:
+    """Several byte strings in one layer, compactly: the lengths of all but the last as
+    varints (the last runs to the layer's end), then the strings."""
+    return pack_uvarints(len(s) for s in strings[:-1]) + b"".join(strings)
+
+
+def unpack_varint_strings(data: bytes, count: int) -> list[bytes]:
+    """Inverse of :func:`pack_varint_strings`; the lengths must fit exactly."""
+    lengths, rest = unpack_uvarints(data, count - 1, "its string table")
+    if sum(lengths) > len(rest):
+        raise ContainerError("corrupt layer (string lengths do not add up)")
+    out, pos = [], 0
+    for n in lengths:
+        out.append(rest[pos:pos + n])
+        pos += n
+    return out + [rest[pos:]]

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .container import pack_strings, unpack_strings
+from .container import (FORMAT_VERSION, pack_strings, pack_uvarints, pack_varint_strings, unpack_strings,
+                        unpack_uvarints, unpack_varint_strings)
 from .errors import ContainerError
 
 DEFAULT_TILE = 1024      # pixels; an image whose padded sides both fit is coded whole, as before tiling
@@ -94,32 +95,52 @@ def _crop_padded(pixels: np.ndarray, top: int, left: int, bottom: int, right: in
     return pixels[rows[:, None], cols[None, :]]
 
 
-def _pack_checksums(checksums) -> bytes:
+# Side information of each tile, in the file's version: 4 wrote fixed widths (a u32 string table,
+# a count byte before the checksums, u16 + u32 chunk ends); 5 writes them compactly (varint string
+# lengths, bare checksums whose count the model knows, varint gaps between chunk ends, the last
+# implied), which on a 3 MP image of 4 tiles saves about 0.4 % of each layer's bytes.
+def _pack_tiles(strings: list[bytes], compact: bool) -> bytes:
+    return pack_varint_strings(strings) if compact else pack_strings(strings)
+
+
+def _unpack_tiles(data: bytes, count: int, compact: bool) -> list[bytes]:
+    return unpack_varint_strings(data, count) if compact else unpack_strings(data, count)
+
+
+def _pack_checksums(checksums, compact: bool) -> bytes:
     """What a tile's first string starts with (z's checksum), and its base-layer string (the rest)."""
-    return struct.pack(f">B{len(checksums)}I", len(checksums), *checksums)
+    body = struct.pack(f">{len(checksums)}I", *checksums)
+    return body if compact else bytes([len(checksums)]) + body
 
 
-def _unpack_checksums(data: bytes, count: int) -> tuple[list[int], bytes]:
-    size = 1 + 4 * count
-    if len(data) < size or data[0] != count:
+def _unpack_checksums(data: bytes, count: int, compact: bool) -> tuple[list[int], bytes]:
+    start = 0 if compact else 1
+    size = start + 4 * count
+    if len(data) < size or (not compact and data[0] != count):
         raise ContainerError("corrupt layer (a tile's checksums)")
-    return list(struct.unpack_from(f">{count}I", data, 1)), data[size:]
+    return list(struct.unpack_from(f">{count}I", data, start)), data[size:]
 
 
-def _pack_ends(ends) -> bytes:
-    """What a vam tile's base-layer string starts with: its chunk ends (not in the preview
-    layer, which they would make larger, and which does not need them)."""
+def _pack_ends(ends, compact: bool) -> bytes:
+    """What a vam tile's base-layer string carries after its checksums: its chunk ends (not in
+    the preview layer, which they would make larger, and which does not need them)."""
+    if compact:
+        return pack_uvarints(b - a for a, b in zip([0] + list(ends[:-2]), ends[:-1]))
     return struct.pack(f">H{len(ends)}I", len(ends), *ends)
 
 
-def _unpack_ends(data: bytes, chunks: int, elements: int) -> tuple[list[int], bytes]:
-    size = 2 + 4 * chunks
-    if len(data) < size or struct.unpack_from(">H", data)[0] != chunks:
-        raise ContainerError("corrupt base layer (a tile's chunk ends)")
-    ends = list(struct.unpack_from(f">{chunks}I", data, 2))
+def _unpack_ends(data: bytes, chunks: int, elements: int, compact: bool) -> tuple[list[int], bytes]:
+    if compact:
+        gaps, rest = unpack_uvarints(data, chunks - 1, "a tile's chunk ends")
+        ends = list(np.cumsum(gaps, dtype=np.int64).tolist()) + [elements]
+    else:
+        size = 2 + 4 * chunks
+        if len(data) < size or struct.unpack_from(">H", data)[0] != chunks:
+            raise ContainerError("corrupt base layer (a tile's chunk ends)")
+        ends, rest = list(struct.unpack_from(f">{chunks}I", data, 2)), data[size:]
     if any(b < a for a, b in zip(ends, ends[1:])) or ends[-1] != elements:
         raise ContainerError("corrupt base layer (a tile's chunk ends)")
-    return ends, data[size:]
+    return ends, rest
 
 
 def _window(start: int, size: int, margin: int, limit: int) -> tuple[int, int]:
@@ -180,12 +201,12 @@ def encode(net, pixels: np.ndarray, grid: Grid, ladder=(), preview=False, rem=Fa
         latents[i] = None
         layers, checks = list(out["layers"]), out["checksums"]
         base = int(preview)
-        layers[base] = _pack_checksums(checks[1:]) + (_pack_ends(ends[i]) if ranked else b"") + layers[base]
-        layers[0] = _pack_checksums(checks[:1]) + layers[0]
+        layers[base] = _pack_checksums(checks[1:], True) + (_pack_ends(ends[i], True) if ranked else b"") + layers[base]
+        layers[0] = _pack_checksums(checks[:1], True) + layers[0]
         per_tile.append(layers)
         if progress:
             progress((passes - 1) * len(grid) + i + 1, passes * len(grid))
-    return [pack_strings([layers[k] for layers in per_tile]) for k in range(len(per_tile[0]))]
+    return [_pack_tiles([layers[k] for layers in per_tile], True) for k in range(len(per_tile[0]))]
 
 
 RESIDUAL_MARGIN = 2      # latent elements: vam's residual parameters (two 3x3 convolutions)
@@ -222,8 +243,9 @@ class TiledDecoder:
     """
 
     def __init__(self, net, grid: Grid, height: int, width: int, keep_state: bool = False,
-                 progress=None, **layout):
+                 progress=None, version: int = FORMAT_VERSION, **layout):
         self.net, self.grid, self.height, self.width = net, grid, height, width
+        self.compact = version >= 5     # side information in the file's version (see _pack_tiles)
         self.layout, self.keep_state, self.progress = layout, keep_state, progress
         self.strings: list[list[bytes]] = [[] for _ in range(len(grid))]
         self.checksums: list[list[int]] = []
@@ -258,19 +280,19 @@ class TiledDecoder:
             self.z_hat[..., top // zs:(top + h) // zs, left // zs:(left + w) // zs] = z
 
     def add(self, layer: bytes) -> None:
-        tiles = unpack_strings(layer, len(self.grid))
+        tiles = _unpack_tiles(layer, len(self.grid), self.compact)
         if self.layers == 0:
             for i, data in enumerate(tiles):
-                checks, tiles[i] = _unpack_checksums(data, 1)
+                checks, tiles[i] = _unpack_checksums(data, 1, self.compact)
                 self.checksums.append(checks)
         if self.layers == self.base_layer:
             stride = self.net.latent_stride
             for i, (data, (_, _, h, w)) in enumerate(zip(tiles, self.grid)):
-                checks, tiles[i] = _unpack_checksums(data, self.checksum_count - 1)
+                checks, tiles[i] = _unpack_checksums(data, self.checksum_count - 1, self.compact)
                 self.checksums[i] += checks
                 if self.chunks:
                     self.ends[i], tiles[i] = _unpack_ends(tiles[i], self.chunks,
-                                                          self.net.M * (h // stride) * (w // stride))
+                                                          self.net.M * (h // stride) * (w // stride), self.compact)
         if self.layers == 0:
             self._decode_z(tiles)
         self.layers += 1
