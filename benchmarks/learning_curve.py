@@ -6,7 +6,9 @@ For each weights file, the cumulative steps and training wall time come from its
 manifest (the chain of ``previous`` runs), the BD-rate from BENCH_DIR/bd_rate.json
 (entry ``progcodec-STEM`` against ``jpeg2000``, all from one ``progcodec bench``
 run). The points are merged into the curve file (one per weights sha256) and
-plotted beside it as learning_curve.png.
+plotted beside it as learning_curve.png, with a fit per model of
+BD(steps) = A + B * (steps / 10^4)^-k (least squares, k on a grid): A is where the
+recipe of those runs is heading, the asymptote printed and drawn dashed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,24 @@ def training_totals(manifest: dict) -> tuple[int, float]:
         seconds += float(run.get("wall_time_s", 0.0))
         run = run.get("previous")
     return steps, seconds
+
+
+def power_law_fit(steps, bd) -> dict | None:
+    """Least-squares A + B * (steps / 1e4)^-k over k in [0.1, 4]; None with fewer than 4 points."""
+    import numpy as np
+
+    if len(steps) < 4:
+        return None
+    x, y = np.asarray(steps, float) / 1e4, np.asarray(bd, float)
+    best = None
+    for k in np.arange(0.1, 4.0001, 0.01):
+        design = np.stack([np.ones_like(x), x ** -k], 1)
+        (a, b), *_ = np.linalg.lstsq(design, y, rcond=None)
+        err = float(np.sum((design @ [a, b] - y) ** 2))
+        if best is None or err < best["sse"]:
+            best = {"asymptote": float(a), "scale": float(b), "exponent": round(float(k), 2), "sse": err}
+    best["rms"] = (best.pop("sse") / len(x)) ** 0.5
+    return best
 
 
 def main(argv=None) -> int:
@@ -55,10 +75,24 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    import numpy as np
+
     fig, ax = plt.subplots(figsize=(6, 4))
     for model in sorted({p["model"] for p in curve}):
         points = [p for p in curve if p["model"] == model]
-        ax.plot([p["cpu_hours"] for p in points], [p["bd_rate_vs_jpeg2000"] for p in points], "o-", label=model)
+        line, = ax.plot([p["cpu_hours"] for p in points], [p["bd_rate_vs_jpeg2000"] for p in points], "o-",
+                        label=model)
+        fit = power_law_fit([p["steps"] for p in points], [p["bd_rate_vs_jpeg2000"] for p in points])
+        if fit:
+            print(f"{model}: BD = {fit['asymptote']:+.1f} % + {fit['scale']:.1f} * (steps/1e4)^-{fit['exponent']} "
+                  f"(rms {fit['rms']:.2f} points)")
+            steps = np.linspace(points[0]["steps"], 3 * points[-1]["steps"], 50)
+            hours = np.interp(steps, [p["steps"] for p in points], [p["cpu_hours"] for p in points])
+            per_step = points[-1]["cpu_hours"] / points[-1]["steps"]       # beyond: the mean CPU time a step
+            hours = np.where(steps > points[-1]["steps"], points[-1]["cpu_hours"]
+                             + (steps - points[-1]["steps"]) * per_step, hours)
+            ax.plot(hours, fit["asymptote"] + fit["scale"] * (steps / 1e4) ** -fit["exponent"], "--",
+                    color=line.get_color(), lw=0.8, label=f"{model} fit: asymptote {fit['asymptote']:+.0f} %")
         for p in points:
             ax.annotate(f"{p['steps']} steps", (p["cpu_hours"], p["bd_rate_vs_jpeg2000"]), fontsize=7,
                         textcoords="offset points", xytext=(4, 4))
