@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 import time
 import warnings
@@ -30,6 +29,9 @@ from pathlib import Path
 warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
 
 import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_speed import save_rows  # noqa: E402
 
 # name: (crop, batch, learning rate); 128 x 8 and 256 x 2 are the same pixels per step
 VARIANTS = {
@@ -109,9 +111,7 @@ def main(argv=None) -> int:
         r = rows[-1]
         print(f"{name:16s} {r['steps']} steps of {r['batch']}x{r['crop']}^2 at lr {r['lr']:g}: held-out loss "
               f"{r['curve'][0]['val_loss']:.4f} -> {r['curve'][-1]['val_loss']:.4f} ({r['change']:+.4f})", flush=True)
-        if args.json:   # after each variant, so a stopped run keeps what it measured
-            args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows},
-                                            indent=2) + "\n")
+        save_rows(args, rows)       # after each variant, so a stopped run keeps what it measured
     return 0
 
 

@@ -133,10 +133,15 @@ def main(argv=None) -> int:
     base = rows[0]
     print(f"\nspeed-up against {base['setting']}: " +
           ", ".join(f"{r['setting']} {base['step_s'] / r['step_s']:.2f}x" for r in rows[1:]))
+    save_rows(args, rows)
+    return 0
+
+
+def save_rows(args, rows: list) -> None:
+    """The run's arguments and rows to ``args.json``, when given."""
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows},
                                         indent=2) + "\n")
-    return 0
 
 
 if __name__ == "__main__":
