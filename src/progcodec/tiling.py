@@ -98,7 +98,7 @@ def _crop_padded(pixels: np.ndarray, top: int, left: int, bottom: int, right: in
 # Side information of each tile, in the file's version: 4 wrote fixed widths (a u32 string table,
 # a count byte before the checksums, u16 + u32 chunk ends); 5 writes them compactly (varint string
 # lengths, bare checksums whose count the model knows, varint gaps between chunk ends, the last
-# implied), which on a 3 MP image of 4 tiles saves about 0.4 % of each layer's bytes.
+# implied): on a 3 MP image of 4 tiles, 0.4 % of the base layer's bytes and 0.25 % of the file's.
 def _pack_tiles(strings: list[bytes], compact: bool) -> bytes:
     return pack_varint_strings(strings) if compact else pack_strings(strings)
 
