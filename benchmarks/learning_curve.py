@@ -8,7 +8,8 @@ manifest (the chain of ``previous`` runs), the BD-rate from BENCH_DIR/bd_rate.js
 run). The points are merged into the curve file (one per weights sha256) and
 plotted beside it as learning_curve.png, with a fit per model of
 BD(steps) = A + B * (steps / 10^4)^-k (least squares, k on a grid): A is where the
-recipe of those runs is heading, the asymptote printed and drawn dashed.
+recipe of those runs is heading, the asymptote printed and drawn dashed. Points of a later
+recipe (``--recipe``) are starred and left out of the fit.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def main(argv=None) -> int:
     ap.add_argument("bench_dir", type=Path)
     ap.add_argument("weights", type=Path, nargs="+")
     ap.add_argument("--curve", type=Path, default=Path("benchmarks/results/learning_curve.json"))
+    ap.add_argument("--recipe", default=None, help="the new points' recipe, when it is not the first one "
+                                                     "(the fit is over the points without one)")
+    ap.add_argument("--bench-name", default=None, help="the bench folder to record (default: BENCH_DIR)")
     args = ap.parse_args(argv)
     bd = json.loads((args.bench_dir / "bd_rate.json").read_text())
     curve = json.loads(args.curve.read_text()) if args.curve.exists() else []
@@ -63,7 +67,9 @@ def main(argv=None) -> int:
         steps, seconds = training_totals(manifest)
         point = {"model": manifest["model"], "sha256": manifest["sha256"], "steps": steps,
                  "cpu_hours": round(seconds / 3600, 3), "bd_rate_vs_jpeg2000": round(rows[0]["bd_rate"], 2),
-                 "bench": str(args.bench_dir)}
+                 "bench": args.bench_name or str(args.bench_dir)}
+        if args.recipe:
+            point["recipe"] = args.recipe
         curve = [p for p in curve if p["sha256"] != point["sha256"]] + [point]
         print(point)
     curve.sort(key=lambda p: (p["model"], p["cpu_hours"]))
@@ -82,19 +88,22 @@ def main(argv=None) -> int:
         points = [p for p in curve if p["model"] == model]
         line, = ax.plot([p["cpu_hours"] for p in points], [p["bd_rate_vs_jpeg2000"] for p in points], "o-",
                         label=model)
-        fit = power_law_fit([p["steps"] for p in points], [p["bd_rate_vs_jpeg2000"] for p in points])
+        first = [p for p in points if "recipe" not in p]
+        fit = power_law_fit([p["steps"] for p in first], [p["bd_rate_vs_jpeg2000"] for p in first])
         if fit:
             print(f"{model}: BD = {fit['asymptote']:+.1f} % + {fit['scale']:.1f} * (steps/1e4)^-{fit['exponent']} "
                   f"(rms {fit['rms']:.2f} points)")
-            steps = np.linspace(points[0]["steps"], 3 * points[-1]["steps"], 50)
-            hours = np.interp(steps, [p["steps"] for p in points], [p["cpu_hours"] for p in points])
-            per_step = points[-1]["cpu_hours"] / points[-1]["steps"]       # beyond: the mean CPU time a step
-            hours = np.where(steps > points[-1]["steps"], points[-1]["cpu_hours"]
-                             + (steps - points[-1]["steps"]) * per_step, hours)
+            steps = np.linspace(first[0]["steps"], 3 * first[-1]["steps"], 50)
+            hours = np.interp(steps, [p["steps"] for p in first], [p["cpu_hours"] for p in first])
+            per_step = first[-1]["cpu_hours"] / first[-1]["steps"]       # beyond: the mean CPU time a step
+            hours = np.where(steps > first[-1]["steps"], first[-1]["cpu_hours"]
+                             + (steps - first[-1]["steps"]) * per_step, hours)
             ax.plot(hours, fit["asymptote"] + fit["scale"] * (steps / 1e4) ** -fit["exponent"], "--",
                     color=line.get_color(), lw=0.8, label=f"{model} fit: asymptote {fit['asymptote']:+.0f} %")
         for p in points:
-            ax.annotate(f"{p['steps']} steps", (p["cpu_hours"], p["bd_rate_vs_jpeg2000"]), fontsize=7,
+            if "recipe" in p:
+                ax.plot([p["cpu_hours"]], [p["bd_rate_vs_jpeg2000"]], "*", ms=12, color=line.get_color())
+            ax.annotate(f"{p['steps']} steps" + (f" ({p['recipe']})" if "recipe" in p else ""), (p["cpu_hours"], p["bd_rate_vs_jpeg2000"]), fontsize=7,
                         textcoords="offset points", xytext=(4, 4))
     ax.axhline(0, color="gray", lw=0.8)
     ax.set_xlabel("cumulative CPU training hours (2 cores)")
