@@ -103,7 +103,8 @@ def main(argv=None) -> int:
         for p in points:
             if "recipe" in p:
                 ax.plot([p["cpu_hours"]], [p["bd_rate_vs_jpeg2000"]], "*", ms=12, color=line.get_color())
-            ax.annotate(f"{p['steps']} steps" + (f" ({p['recipe']})" if "recipe" in p else ""), (p["cpu_hours"], p["bd_rate_vs_jpeg2000"]), fontsize=7,
+            label = f"{p['steps']} steps" + (f" ({p['recipe']})" if "recipe" in p else "")
+            ax.annotate(label, (p["cpu_hours"], p["bd_rate_vs_jpeg2000"]), fontsize=7,
                         textcoords="offset points", xytext=(4, 4))
     ax.axhline(0, color="gray", lw=0.8)
     ax.set_xlabel("cumulative CPU training hours (2 cores)")

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .container import (FORMAT_VERSION, pack_strings, pack_uvarints, pack_varint_strings, unpack_strings,
-                        unpack_uvarints, unpack_varint_strings)
+from .container import (FORMAT_VERSION, pack_uvarints, pack_varint_strings, unpack_strings, unpack_uvarints,
+                        unpack_varint_strings)
 from .errors import ContainerError
 
 DEFAULT_TILE = 1024      # pixels; an image whose padded sides both fit is coded whole, as before tiling
@@ -95,22 +95,18 @@ def _crop_padded(pixels: np.ndarray, top: int, left: int, bottom: int, right: in
     return pixels[rows[:, None], cols[None, :]]
 
 
-# Side information of each tile, in the file's version: 4 wrote fixed widths (a u32 string table,
-# a count byte before the checksums, u16 + u32 chunk ends); 5 writes them compactly (varint string
-# lengths, bare checksums whose count the model knows, varint gaps between chunk ends, the last
-# implied): on a 3 MP image of 4 tiles, 0.4 % of the base layer's bytes and 0.25 % of the file's.
-def _pack_tiles(strings: list[bytes], compact: bool) -> bytes:
-    return pack_varint_strings(strings) if compact else pack_strings(strings)
-
-
+# Side information of each tile. This build writes version 5: varint string lengths (the last
+# implied), bare checksums whose count the model knows, varint gaps between chunk ends (the last
+# implied); on a 3 MP image of 4 tiles that is 0.4 % of the base layer's bytes and 0.25 % of the
+# file's less than version 4's fixed widths (a u32 string table, a count byte before the
+# checksums, u16 + u32 chunk ends), which the decoder still reads (``compact=False``).
 def _unpack_tiles(data: bytes, count: int, compact: bool) -> list[bytes]:
     return unpack_varint_strings(data, count) if compact else unpack_strings(data, count)
 
 
-def _pack_checksums(checksums, compact: bool) -> bytes:
+def _pack_checksums(checksums) -> bytes:
     """What a tile's first string starts with (z's checksum), and its base-layer string (the rest)."""
-    body = struct.pack(f">{len(checksums)}I", *checksums)
-    return body if compact else bytes([len(checksums)]) + body
+    return struct.pack(f">{len(checksums)}I", *checksums)
 
 
 def _unpack_checksums(data: bytes, count: int, compact: bool) -> tuple[list[int], bytes]:
@@ -121,18 +117,16 @@ def _unpack_checksums(data: bytes, count: int, compact: bool) -> tuple[list[int]
     return list(struct.unpack_from(f">{count}I", data, start)), data[size:]
 
 
-def _pack_ends(ends, compact: bool) -> bytes:
+def _pack_ends(ends) -> bytes:
     """What a vam tile's base-layer string carries after its checksums: its chunk ends (not in
     the preview layer, which they would make larger, and which does not need them)."""
-    if compact:
-        return pack_uvarints(b - a for a, b in zip([0] + list(ends[:-2]), ends[:-1]))
-    return struct.pack(f">H{len(ends)}I", len(ends), *ends)
+    return pack_uvarints(b - a for a, b in zip([0, *ends[:-2]], ends[:-1]))
 
 
 def _unpack_ends(data: bytes, chunks: int, elements: int, compact: bool) -> tuple[list[int], bytes]:
     if compact:
         gaps, rest = unpack_uvarints(data, chunks - 1, "a tile's chunk ends")
-        ends = list(np.cumsum(gaps, dtype=np.int64).tolist()) + [elements]
+        ends = [*np.cumsum(gaps, dtype=np.int64).tolist(), elements]
     else:
         size = 2 + 4 * chunks
         if len(data) < size or struct.unpack_from(">H", data)[0] != chunks:
@@ -201,12 +195,12 @@ def encode(net, pixels: np.ndarray, grid: Grid, ladder=(), preview=False, rem=Fa
         latents[i] = None
         layers, checks = list(out["layers"]), out["checksums"]
         base = int(preview)
-        layers[base] = _pack_checksums(checks[1:], True) + (_pack_ends(ends[i], True) if ranked else b"") + layers[base]
-        layers[0] = _pack_checksums(checks[:1], True) + layers[0]
+        layers[base] = _pack_checksums(checks[1:]) + (_pack_ends(ends[i]) if ranked else b"") + layers[base]
+        layers[0] = _pack_checksums(checks[:1]) + layers[0]
         per_tile.append(layers)
         if progress:
             progress((passes - 1) * len(grid) + i + 1, passes * len(grid))
-    return [_pack_tiles([layers[k] for layers in per_tile], True) for k in range(len(per_tile[0]))]
+    return [pack_varint_strings([layers[k] for layers in per_tile]) for k in range(len(per_tile[0]))]
 
 
 RESIDUAL_MARGIN = 2      # latent elements: vam's residual parameters (two 3x3 convolutions)
@@ -245,7 +239,7 @@ class TiledDecoder:
     def __init__(self, net, grid: Grid, height: int, width: int, keep_state: bool = False,
                  progress=None, version: int = FORMAT_VERSION, **layout):
         self.net, self.grid, self.height, self.width = net, grid, height, width
-        self.compact = version >= 5     # side information in the file's version (see _pack_tiles)
+        self.compact = version >= 5     # side information in the file's version (see _unpack_tiles)
         self.layout, self.keep_state, self.progress = layout, keep_state, progress
         self.strings: list[list[bytes]] = [[] for _ in range(len(grid))]
         self.checksums: list[list[int]] = []
