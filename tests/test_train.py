@@ -298,5 +298,42 @@ def test_rem_stage_trains_only_the_rems_and_lowers_the_residual_rate(photo_dir, 
     assert set(load_file(backbone.out)) == set(before)
     with pytest.raises(ValueError, match="--init"):
         train(_config(photo_dir, tmp_path / "c", stage="rem"))
+    with pytest.raises(ValueError, match="REM loss"):
+        train(_config(photo_dir, tmp_path / "f", stage="rem", init=base.out, rem_loss="mse"))
     with pytest.raises(ValueError, match="vam"):
         train(_config(photo_dir, tmp_path / "d", model="progdtd", stage="rem", init=base.out))
+
+
+def test_rem_rd_loss_improves_the_mean_fill_of_a_later_layer(photo_dir, tmp_path):
+    """--rem-loss rd: the REMs also learn the mean fill of a layer past their point, through the
+    frozen synthesis; on fixed images (eval: fixed layer shares) the RD loss falls below that of
+    the untrained REMs (the identity); validation reports that layer's PSNR; the backbone stays."""
+    from safetensors.torch import load_file
+
+    from progcodec.train.data import center_crops
+    from progcodec.weights import load_model
+
+    base = _config(photo_dir, tmp_path / "a", steps=30, lr=2e-3, warmup=2)
+    train(base)
+    val_dir = tmp_path / "val"
+    val_dir.mkdir()
+    Image.open(photo_dir / "coffee.png").save(val_dir / "coffee.png")
+    vals = []
+    rem = _config(photo_dir, tmp_path / "b", steps=60, lr=1e-3, warmup=2, init=base.out, stage="rem",
+                  rem_shares=(0.1, 0.4), rem_loss="rd", val_every=30, val=str(val_dir), val_crop=64)
+    manifest = train(rem, on_event=lambda kind, info: kind == "val" and vals.append(info))
+    assert manifest["training"]["rem_loss"] == "rd"
+    assert vals and all(10 < v["rem_psnr"] < 60 for v in vals)
+    before, after = load_file(base.out), load_file(rem.out)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+    images = center_crops(sorted(photo_dir.glob("*.png")), 64)
+    losses = []
+    for state in (after | {k: torch.zeros_like(v) for k, v in after.items()
+                           if k.startswith("residual.rems.") and k.endswith((".4.weight", ".4.bias"))}, after):
+        model = load_model(rem.out).eval()
+        model.load_state_dict(state)
+        model.training_stage, model.rem_loss = "rem", "rd"
+        with torch.no_grad():
+            losses.append(float(model(images)["loss"]))
+    assert losses[1] < losses[0], losses

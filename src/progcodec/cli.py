@@ -70,6 +70,9 @@ def main():
 @click.option("--rem-shares", default=None, metavar="LIST",
               help="vam: where each REM runs, as shares of the ranked residual, e.g. 0.05 or 0.03,0.2 "
                    "(default with --stage rem: 0.05).")
+@click.option("--rem-loss", type=click.Choice(["rate", "rd"]), default="rate", show_default=True,
+              help="--stage rem: rate (the paper's: bits of the residual after each REM point) or rd "
+                   "(also the distortion of a later layer, whose unreceived elements take the refined means).")
 @click.option("--resume", type=click.Path(exists=True), default=None, help="Checkpoint to continue from.")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Fine-tune: start from exported .safetensors weights with a fresh optimiser.")

@@ -143,8 +143,16 @@ class VarianceAwareMasking(ProgressiveModel):
     def forward_rem(self, x: torch.Tensor) -> dict:
         """Rate of the residual still to come at each REM point, coded with the REM's refined
         parameters (the paper's rate-only loss); everything but the REMs is frozen and runs
-        without gradients. ``bpp_base`` is the same rate with the hyperprior's parameters."""
-        pixels = x.shape[0] * x.shape[2] * x.shape[3]
+        without gradients. ``bpp_base`` is the same rate with the hyperprior's parameters.
+
+        With ``rem_loss == "rd"`` the refined mean fill is priced too: per REM point, one
+        layer further on (a share drawn between the point and the next one), decoded as it
+        would be (hyperprior's parameters before the point, refined after it, refined means
+        where nothing arrived) and weighted like the backbone's loss at that share. The
+        gradient passes through the frozen synthesis. In eval mode the shares come from a
+        fixed seed, so validation is repeatable."""
+        batch = x.shape[0]
+        pixels = batch * x.shape[2] * x.shape[3]
         with torch.no_grad():
             with transform_precision(self.transform_dtype, x.device):
                 features = self.g_a(x)
@@ -158,8 +166,11 @@ class VarianceAwareMasking(ProgressiveModel):
             received_all = torch.round(residual - means)
         coder = self.residual.gaussian_conditional
         bits, bits_before = x.new_zeros(()), x.new_zeros(())
-        for share, rem in zip(self.residual.rem_shares, self.residual.rems):
-            mask = top_fraction_mask(scales, torch.full((x.shape[0],), share, device=x.device))
+        distortion, mse_sum = x.new_zeros(()), x.new_zeros(())
+        shares = self.residual.rem_shares
+        generator = None if self.training else torch.Generator(device=x.device).manual_seed(0)
+        for j, (share, rem) in enumerate(zip(shares, self.residual.rems)):
+            mask = top_fraction_mask(scales, torch.full((batch,), share, device=x.device))
             refined_means, refined_scales = rem(y_hat_base, means, scales, mask * received_all, mask)
             # the symbols as coded: rounded around the refined mean (straight-through), not the
             # noise proxy, whose rate does not see where the mean moves the rounding
@@ -169,8 +180,23 @@ class VarianceAwareMasking(ProgressiveModel):
             with torch.no_grad():
                 before = coder.likelihood_lower_bound(coder._likelihood(torch.round(residual - means), scales))
                 bits_before = bits_before - (torch.log2(before) * (1 - mask)).sum()
-        return {"loss": bits / pixels, "aux_loss": x.new_zeros(()), "bpp_full": (bits / pixels).detach(),
-                "bpp_base": bits_before / pixels, "x_hat": None}
+            if getattr(self, "rem_loss", "rate") == "rd":
+                end = shares[j + 1] if j + 1 < len(shares) else 1.0
+                fraction = share + (end - share) * torch.rand(batch, device=x.device, generator=generator)
+                later = top_fraction_mask(scales, fraction) - mask
+                r_hat = (mask * (received_all + means) + later * (symbols + refined_means)
+                         + (1 - mask - later) * refined_means)
+                with transform_precision(self.transform_dtype, x.device):
+                    x_hat = self.g_s(y_hat_base + r_hat).float()
+                mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))
+                lam = self.lambda_base * (self.lambda_top / self.lambda_base) ** fraction
+                distortion = distortion + 255**2 * (lam * mse).mean()
+                mse_sum = mse_sum + mse.mean().detach()
+        out = {"loss": bits / pixels + distortion, "aux_loss": x.new_zeros(()), "bpp_full": (bits / pixels).detach(),
+               "bpp_base": bits_before / pixels, "x_hat": None}
+        if getattr(self, "rem_loss", "rate") == "rd":
+            out["mse_q"] = mse_sum / len(shares)
+        return out
 
     # -- coding ----------------------------------------------------------
     def prepare_inference(self) -> None:

@@ -48,6 +48,7 @@ class TrainConfig:
     init: str | None = None        # start from exported weights (fine-tune), fresh optimiser
     stage: str = "full"            # "rem": train vam's Rate Enhancement Modules alone on a frozen --init model
     rem_shares: tuple = ()         # vam: where in the ranked residual each REM runs (stage rem: default 0.05)
+    rem_loss: str = "rate"         # stage rem: "rate" (the paper's) or "rd" (also the refined mean fill's distortion)
     checkpoint: str | None = None  # default: OUT with .ckpt
     checkpoint_every: int = 200
     checkpoint_minutes: float = 5.0
@@ -120,7 +121,10 @@ def validate(model, images: torch.Tensor, batch: int = 8) -> dict:
     model.transform_dtype = dtype
     n = len(images)
     if getattr(model, "training_stage", "full") == "rem":   # the residual's rate after the REM points
-        return {"rem_bpp_before": sums["bpp_base"] / n, "rem_bpp_after": sums["bpp_full"] / n}
+        result = {"rem_bpp_before": sums["bpp_base"] / n, "rem_bpp_after": sums["bpp_full"] / n}
+        if sums["mse_q"]:   # rem_loss "rd": a layer past each REM point, decoded with its mean fill
+            result["rem_psnr"] = mse_to_psnr(sums["mse_q"] / n, peak=1.0)
+        return result
     result = {"bpp_base": sums["bpp_base"] / n, "bpp_full": sums["bpp_full"] / n,
               "psnr_base": mse_to_psnr(sums["mse_base"] / n, peak=1.0),
               "psnr_full": mse_to_psnr(sums["mse_q"] / n, peak=1.0)}
@@ -187,6 +191,9 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
     model.transform_dtype = transform_dtype(cfg.precision, device)
     if cfg.stage == "rem":  # the backbone and hyperprior stay as they are: only the REMs learn
         model.training_stage = "rem"
+        if cfg.rem_loss not in ("rate", "rd"):
+            raise ValueError(f"unknown REM loss {cfg.rem_loss!r}: rate or rd")
+        model.rem_loss = cfg.rem_loss
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith("residual.rems."))
     quantiles = [p for n, p in model.named_parameters() if n.endswith("quantiles") and p.requires_grad]
@@ -293,6 +300,7 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
                 "precision": str(model.transform_dtype or torch.float32).replace("torch.", ""),
                 "warmup": cfg.warmup,
                 "stage": cfg.stage, **({"rem_shares": list(rem_shares)} if rem_shares else {}),
+                **({"rem_loss": cfg.rem_loss} if cfg.stage == "rem" else {}),
                 "data": [str(d) for d in cfg.data], "images": len(train_files),
                 "device": f"{device.type} ({platform.processor() or platform.machine()}, "
                           f"{torch.get_num_threads()} threads)" if device.type == "cpu"

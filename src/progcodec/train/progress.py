@@ -40,7 +40,8 @@ class TrainingProgress:
             self.progress.update(self._task("training", info["steps"]), completed=info["step"], stats=stats)
         elif kind == "val" and "rem_bpp_before" in info:
             self.console.log(f"val @ {info['step']}: residual after the REM points {info['rem_bpp_before']:.4f} bpp "
-                             f"-> {info['rem_bpp_after']:.4f} bpp with the REMs")
+                             f"-> {info['rem_bpp_after']:.4f} bpp with the REMs"
+                             + (f", a later layer {info['rem_psnr']:.2f} dB" if "rem_psnr" in info else ""))
         elif kind == "val":
             self.console.log(
                 f"val @ {info['step']}: base {info['bpp_base']:.3f} bpp {info['psnr_base']:.2f} dB, "
