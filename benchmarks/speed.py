@@ -125,10 +125,14 @@ def load_ours(model: str, device: torch.device, random_weights: bool):
     return load_model(str(folder / f"{model}.safetensors"), device)
 
 
-def bench_ours(im, model, device, repeats, random_weights) -> dict:
+def bench_ours(im, model, device, repeats, random_weights, layout="channels_last") -> dict:
     from progcodec import api
 
     net = load_ours(model, device, random_weights)
+    if layout == "contiguous":   # the transforms as before channels_last (loading sets it on the CPU)
+        net.transform_layout = torch.contiguous_format
+        for transform in (net.g_a, net.g_s):
+            transform.to(memory_format=torch.contiguous_format)
     timer = ModuleTimer(net, ("g_a", "g_s"), device)
     data = api.encode(im, model=net, device=device)
     layers = len(api.info(data)["layers"])
@@ -198,6 +202,8 @@ def main(argv=None):
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto: the CPU, and the GPU too where CUDA is available")
     parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    parser.add_argument("--layout", choices=("channels_last", "contiguous"), default="channels_last",
+                        help="memory layout of our transforms (load_model's default on the CPU: channels_last)")
     args = parser.parse_args(argv)
 
     from rich.console import Console
@@ -209,7 +215,8 @@ def main(argv=None):
         sys.exit("--device cuda: no CUDA device available")
     im = test_image(args.image)
     console = Console()
-    report = {"image": f"{WIDTH}x{HEIGHT}", "torch_threads": torch.get_num_threads(), "devices": {}}
+    report = {"image": f"{WIDTH}x{HEIGHT}", "torch_threads": torch.get_num_threads(), "layout": args.layout,
+              "devices": {}}
     j2k = bench_jpeg2000(im, args.repeats)
     report["jpeg2000"] = j2k
     for name in devices:
@@ -217,7 +224,7 @@ def main(argv=None):
         if device.type == "cuda":
             report["gpu"] = torch.cuda.get_device_name(device)
         with console.status(f"timing on {name}..."):
-            ours = bench_ours(im, args.model, device, args.repeats, args.random)
+            ours = bench_ours(im, args.model, device, args.repeats, args.random, args.layout)
             msh = bench_hyperprior(im, device, args.repeats)
         report["devices"][name] = {
             "ours": ours, "mean_scale_hyperprior": msh,

@@ -8,6 +8,9 @@ retrained on it. The result is only worth shipping where a Kodak bench of that
 very file shows it (the REMs saw the other backbone). Every tensor but the REMs
 comes from BACKBONE, bit for bit; the manifest keeps BACKBONE's training record
 and adds where the REMs came from.
+
+With `--none` instead of REMS it writes BACKBONE without its REMs: the baseline
+of a with/without-REM bench of the same weights.
 """
 
 import argparse
@@ -23,10 +26,22 @@ from progcodec.weights import save_weights, sha256_of
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("backbone", type=Path)
-    parser.add_argument("rems", type=Path)
+    parser.add_argument("rems", type=Path, nargs="?")
+    parser.add_argument("--none", action="store_true", help="write BACKBONE with its REMs removed")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
+    if args.none == (args.rems is not None):
+        raise SystemExit("give either REMS or --none")
     backbone = json.loads(args.backbone.with_suffix(".json").read_text())
+    if args.none:
+        config = {k: v for k, v in backbone["config"].items() if k != "rem_shares"}
+        model = MODELS[backbone["model"]](**config)
+        state = {k: v for k, v in load_file(str(args.backbone)).items() if not k.startswith("residual.rems.")}
+        model.load_state_dict(state, strict=True)
+        manifest = save_weights(model, args.output, {"training": backbone["training"],
+                                                     "rems": {"removed_from": sha256_of(args.backbone)}})
+        print(f"wrote {args.output} (sha256 {manifest['sha256'][:16]}...)")
+        return
     donor = json.loads(args.rems.with_suffix(".json").read_text())
     if backbone["model"] != "vam" or not donor["config"].get("rem_shares"):
         raise SystemExit("BACKBONE must be vam weights and REMS vam weights that carry REMs")

@@ -199,6 +199,8 @@ def load_model(model_or_path: str, device="cpu"):
     model.load_state_dict(load_file(str(path)))
     model.to(device).eval()
     model.prepare_inference()
+    if next(model.parameters()).device.type == "cpu":
+        model.use_channels_last()
     model.weights_digest = bytes.fromhex(digest)[:8]
     model.manifest = manifest
     return model

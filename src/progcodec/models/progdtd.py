@@ -244,7 +244,7 @@ class ProgDTD(ProgressiveModel):
     @torch.no_grad()
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         """The latent y: what the coder starts from."""
-        return self.g_a(x)
+        return self.g_a(self.in_transform_layout(x)).contiguous()
 
     def _analyse(self, y: torch.Tensor, fine_ladder: bool, coded_z=None, hyper=None) -> dict:
         """z coded, y's symbols and scale indexes in sending order, and a coder of any range of them."""

@@ -253,8 +253,8 @@ class VarianceAwareMasking(ProgressiveModel):
     @torch.no_grad()
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         """The latents (y_base, y_top) stacked on the channels: what the coder starts from."""
-        features = self.g_a(x)
-        return torch.cat([self.head_base(features), self.head_top(features)], 1)
+        features = self.g_a(self.in_transform_layout(x))
+        return torch.cat([self.head_base(features), self.head_top(features)], 1).contiguous()
 
     @torch.no_grad()
     def _analyse(self, latents: torch.Tensor, rem: bool = False, coded_z=None, context=None) -> dict:
