@@ -205,9 +205,7 @@ def bench_ours(im, model, device, repeats, random_weights, layout="channels_last
 
     net = load_ours(model, device, random_weights)
     if layout == "contiguous":   # the transforms as before channels_last (loading sets it on the CPU)
-        net.transform_layout = torch.contiguous_format
-        for transform in (net.g_a, net.g_s):
-            transform.to(memory_format=torch.contiguous_format)
+        net.set_transform_layout(torch.contiguous_format)
     timer = Timers(ModuleTimer(net, ("g_a", "g_s", "h_a"), device), StageTimer(device))
     data = api.encode(im, model=net, device=device)
     layers = len(api.info(data)["layers"])

@@ -33,28 +33,22 @@ def main():
     if args.none == (args.rems is not None):
         raise SystemExit("give either REMS or --none")
     backbone = json.loads(args.backbone.with_suffix(".json").read_text())
+    config = {k: v for k, v in backbone["config"].items() if k != "rem_shares"}
+    state = {k: v for k, v in load_file(str(args.backbone)).items() if not k.startswith("residual.rems.")}
     if args.none:
-        config = {k: v for k, v in backbone["config"].items() if k != "rem_shares"}
-        model = MODELS[backbone["model"]](**config)
-        state = {k: v for k, v in load_file(str(args.backbone)).items() if not k.startswith("residual.rems.")}
-        model.load_state_dict(state, strict=True)
-        manifest = save_weights(model, args.output, {"training": backbone["training"],
-                                                     "rems": {"removed_from": sha256_of(args.backbone)}})
-        print(f"wrote {args.output} (sha256 {manifest['sha256'][:16]}...)")
-        return
-    donor = json.loads(args.rems.with_suffix(".json").read_text())
-    if backbone["model"] != "vam" or not donor["config"].get("rem_shares"):
-        raise SystemExit("BACKBONE must be vam weights and REMS vam weights that carry REMs")
-    model = MODELS["vam"](**{**backbone["config"], "rem_shares": donor["config"]["rem_shares"]})
-    rems = {k: v for k, v in load_file(str(args.rems)).items() if k.startswith("residual.rems.")}
-    model.load_state_dict({**load_file(str(args.backbone)), **rems}, strict=True)
-    manifest = save_weights(model, args.output, {
-        "training": backbone["training"],
-        "rems": {"from": str(args.rems), "sha256": sha256_of(args.rems), "training": donor["training"],
-                 "backbone_sha256": sha256_of(args.backbone)},
-    })
+        rems_record = {"removed_from": sha256_of(args.backbone)}
+    else:
+        donor = json.loads(args.rems.with_suffix(".json").read_text())
+        if backbone["model"] != "vam" or not donor["config"].get("rem_shares"):
+            raise SystemExit("BACKBONE must be vam weights and REMS vam weights that carry REMs")
+        config["rem_shares"] = donor["config"]["rem_shares"]
+        state.update((k, v) for k, v in load_file(str(args.rems)).items() if k.startswith("residual.rems."))
+        rems_record = {"from": str(args.rems), "sha256": sha256_of(args.rems), "training": donor["training"],
+                       "backbone_sha256": sha256_of(args.backbone)}
+    model = MODELS[backbone["model"]](**config)
+    model.load_state_dict(state, strict=True)
+    manifest = save_weights(model, args.output, {"training": backbone["training"], "rems": rems_record})
     print(f"wrote {args.output} (sha256 {manifest['sha256'][:16]}...)")
-
 
 if __name__ == "__main__":
     main()

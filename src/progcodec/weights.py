@@ -200,7 +200,9 @@ def load_model(model_or_path: str, device="cpu"):
     model.to(device).eval()
     model.prepare_inference()
     if next(model.parameters()).device.type == "cpu":
-        model.use_channels_last()
+        import torch
+
+        model.set_transform_layout(torch.channels_last)
     model.weights_digest = bytes.fromhex(digest)[:8]
     model.manifest = manifest
     return model

@@ -62,17 +62,17 @@ class ProgressiveModel(CompressionModel):
         """An object with ``add(layer_bytes)`` and ``reconstruct() -> image tensor``."""
         raise NotImplementedError
 
-    # Inference layout of the float32 transforms: channels_last (set by :meth:`use_channels_last`).
+    # Memory layout of the float32 transforms at inference (load_model: channels_last on the CPU).
     transform_layout = torch.contiguous_format
 
-    def use_channels_last(self) -> None:
-        """Run g_a and g_s in channels_last, where oneDNN's convolutions are faster on the CPU
-        (benchmarks/speed.py). Only the transforms: the float64 parameter path keeps its
-        contiguous layout (and so its exact arithmetic), and what the transforms return is made
-        contiguous again before anything derives entropy parameters from it."""
-        self.transform_layout = torch.channels_last
+    def set_transform_layout(self, memory_format: torch.memory_format) -> None:
+        """Run g_a and g_s in ``memory_format``: channels_last, where oneDNN's convolutions are
+        faster on the CPU (benchmarks/speed.py). Only the transforms: the float64 parameter path
+        keeps its contiguous layout (and so its exact arithmetic), and what the transforms return
+        is made contiguous again before anything derives entropy parameters from it."""
+        self.transform_layout = memory_format
         for net in (self.g_a, self.g_s):
-            net.to(memory_format=torch.channels_last)
+            net.to(memory_format=memory_format)
 
     def in_transform_layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=self.transform_layout)
@@ -81,8 +81,7 @@ class ProgressiveModel(CompressionModel):
     def synthesize(self, y: torch.Tensor) -> torch.Tensor:
         """The picture from a decoded latent (any float dtype, on the CPU), by ``self.g_s``."""
         device = next(self.g_s.parameters()).device
-        y = y.float().to(device).contiguous(memory_format=self.transform_layout)
-        return self.g_s(y).clamp_(0, 1).contiguous()
+        return self.g_s(self.in_transform_layout(y.float().to(device))).clamp_(0, 1).contiguous()
 
     def residual_window(self, hyper_around: torch.Tensor, offset: tuple[int, int]):
         """A tile's window for parameters that also depend on decoded latents (vam's residual),

@@ -168,6 +168,7 @@ class VarianceAwareMasking(ProgressiveModel):
         bits, bits_before = x.new_zeros(()), x.new_zeros(())
         distortion, mse_sum = x.new_zeros(()), x.new_zeros(())
         shares = self.residual.rem_shares
+        rd = getattr(self, "rem_loss", "rate") == "rd"
         generator = None if self.training else torch.Generator(device=x.device).manual_seed(0)
         for j, (share, rem) in enumerate(zip(shares, self.residual.rems)):
             mask = top_fraction_mask(scales, torch.full((batch,), share, device=x.device))
@@ -180,7 +181,7 @@ class VarianceAwareMasking(ProgressiveModel):
             with torch.no_grad():
                 before = coder.likelihood_lower_bound(coder._likelihood(torch.round(residual - means), scales))
                 bits_before = bits_before - (torch.log2(before) * (1 - mask)).sum()
-            if getattr(self, "rem_loss", "rate") == "rd":
+            if rd:
                 end = shares[j + 1] if j + 1 < len(shares) else 1.0
                 fraction = share + (end - share) * torch.rand(batch, device=x.device, generator=generator)
                 later = top_fraction_mask(scales, fraction) - mask
@@ -194,7 +195,7 @@ class VarianceAwareMasking(ProgressiveModel):
                 mse_sum = mse_sum + mse.mean().detach()
         out = {"loss": bits / pixels + distortion, "aux_loss": x.new_zeros(()), "bpp_full": (bits / pixels).detach(),
                "bpp_base": bits_before / pixels, "x_hat": None}
-        if getattr(self, "rem_loss", "rate") == "rd":
+        if rd:
             out["mse_q"] = mse_sum / len(shares)
         return out
 
