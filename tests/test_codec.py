@@ -320,6 +320,38 @@ def test_wrong_checksum_in_the_header_is_a_determinism_error(encoded, fuzzlib, i
         progcodec.decode(sample.rebuild(checksums=checks))
 
 
+def test_residual_checksum_is_checked_when_the_first_chunk_arrives(encoded, by_layers, fuzzlib):
+    """The preview and base pictures code no residual symbol: a residual index map that
+    disagrees with the header still lets them decode; the first residual layer stops."""
+    sample = fuzzlib.Sample.of(encoded)
+    checks = list(sample.header.checksums)
+    checks[2] ^= 1
+    damaged = sample.rebuild(checksums=checks)
+    for layers in (1, 2):
+        assert np.array_equal(pixels(progcodec.decode(damaged, layers=layers)), by_layers[layers - 1])
+    with pytest.raises(DeterminismError, match="residual"):
+        progcodec.decode(damaged, layers=3)
+
+
+def test_float32_mean_fill_matches_the_float64_path(net, astronaut):
+    """The preview and base pictures take the residual's mean from the float32 networks;
+    the exact float64 path would give the same latent to float32 round-off."""
+    from progcodec.image import pad, to_tensor
+
+    x = pad(to_tensor(astronaut), 64)
+    latents = net.analysis(x)
+    z_hat = net.code_hyper_latent(net.hyper_analysis(latents))[1]
+    exact = net.hyper_parameters(z_hat)
+    fast = net.approximate_hyper_parameters(z_hat)
+    assert torch.allclose(fast, exact, atol=1e-4)
+    base_mean = exact.chunk(2, 1)[1]
+    means, _ = net.residual._means_and_scales(base_mean, exact)
+    fill = net.residual.mean_fill_fast(base_mean, exact)
+    assert fill.dtype == torch.float64
+    assert torch.allclose(fill, base_mean + means, atol=1e-4)
+    assert not torch.equal(fill, base_mean)  # the residual's mean is there
+
+
 @pytest.mark.parametrize("model, module, stage", [
     ("vam", "h_s", "base"), ("vam", "residual.residual_params", "residual"), ("progdtd", "h_s", "y"),
 ])

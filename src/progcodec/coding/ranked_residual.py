@@ -99,42 +99,53 @@ class RankedResidualLatentCodec(nn.Module):
         self._rems64 = [Float64Path(rem) for rem in self.rems]
         self._coder = GaussianSymbolCoder(self.gaussian_conditional)
 
-    def _means_and_scales64(self, y_hat_base, hyper_features, window=None):
+    def _means_and_scales(self, y_hat_base, hyper_features, window=None, exact: bool = True):
         """(μ_r, σ_r). ``window`` (a tile of a tiled file, see tiling.py): (ŷ_base, hyper features)
         over the tile and a margin, and the tile's offset in them; the margin's ŷ_base is its
-        predicted mean, which encoder and decoder both know, so the tile's edges see context."""
+        predicted mean, which encoder and decoder both know, so the tile's edges see context.
+        ``exact=False`` runs the float32 network instead, where the transforms run: for a mean
+        fill that no symbol is coded with, float64's agreement between machines buys nothing."""
         if self._params64 is None:
             self.prepare_inference()
+        network = self._params64 if exact else self._params32
         if window is None:
-            scales, means = self._params64(hyper_features, y_hat_base).chunk(2, 1)
+            scales, means = network(hyper_features, y_hat_base).chunk(2, 1)
             return means, scales
         base, hyper, (top, left) = window
         height, width = y_hat_base.shape[-2:]
         base = base.clone()
         base[..., top:top + height, left:left + width] = y_hat_base
-        params = self._params64(hyper, base)[..., top:top + height, left:left + width]
+        params = network(hyper, base)[..., top:top + height, left:left + width]
         scales, means = params.contiguous().chunk(2, 1)
         return means.contiguous(), scales.contiguous()
 
+    @torch.no_grad()
+    def _params32(self, hyper_features, y_hat_base):
+        """The float32 residual parameters, returned as float64 on the CPU like the exact path's."""
+        weight = self.residual_params.net[0].weight
+        out = self.residual_params(*(t.to(weight.device, weight.dtype) for t in (hyper_features, y_hat_base)))
+        return out.to("cpu", torch.float64)
+
     def _parameters64(self, y_hat_base, hyper_features, schedule=None):
-        means, scales = self._means_and_scales64(y_hat_base, hyper_features)
+        means, scales = self._means_and_scales(y_hat_base, hyper_features)
         indexes = self._coder.indexes(scales)
         return means, indexes, chunk_positions(indexes, schedule or self.schedule)
 
     def index_map(self, y_hat_base, hyper_features, window=None) -> torch.Tensor:
         """The residual's scale indexes before any element: what its ranking is made of."""
-        _, scales = self._means_and_scales64(y_hat_base, hyper_features, window)
+        _, scales = self._means_and_scales(y_hat_base, hyper_features, window)
         return self._coder.indexes(scales)
 
-    def mean_fill64(self, y_base_mean, hyper_features, window=None):
-        """:meth:`mean_fill` on the float64 path (decoding the preview layer)."""
-        means, _ = self._means_and_scales64(y_base_mean, hyper_features, window)
-        return y_base_mean + means
+    def mean_fill_fast(self, y_base, hyper_features, window=None):
+        """ŷ_base + μ_r on the float32 network: the top latent before any residual element
+        (decoding the preview or base layer), where no symbol depends on μ_r."""
+        means, _ = self._means_and_scales(y_base, hyper_features, window, exact=False)
+        return y_base + means
 
     def _start(self, y_hat_base, hyper_features, rem: bool, window=None) -> dict:
         """What encoder and decoder both hold before any residual element: the hyperprior's
         parameters, the ranking, and where the REMs run (flat tensors, float64)."""
-        means, scales = self._means_and_scales64(y_hat_base, hyper_features, window)
+        means, scales = self._means_and_scales(y_hat_base, hyper_features, window)
         indexes = self._coder.indexes(scales)
         n = indexes.numel()
         return {"y_hat_base": y_hat_base, "shape": means.shape, "n": n, "indexes_map": indexes,

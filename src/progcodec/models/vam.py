@@ -221,6 +221,13 @@ class VarianceAwareMasking(ProgressiveModel):
         see its neighbours' base at its predicted mean, which both sides know."""
         return hyper_around.chunk(2, 1)[1], hyper_around, offset
 
+    @torch.no_grad()
+    def approximate_hyper_parameters(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """:meth:`hyper_parameters` on the float32 hyper-synthesis, where the transforms run
+        (float64 on the CPU out): for the preview's mean fill, which codes no symbol."""
+        weight = self.h_s[0].weight
+        return self.h_s(z_hat.to(weight.device, weight.dtype)).to("cpu", torch.float64)
+
     def _base_parameters(self, z_hat: torch.Tensor, hyper: torch.Tensor | None = None):
         if self._h_s64 is None:
             self.prepare_inference()
@@ -337,12 +344,13 @@ class VarianceAwareMasking(ProgressiveModel):
         """z's string in a file's first layer."""
         return layer if preview else unpack_strings(layer, 3 if base_chunk else 2)[0]
 
-    def _decode_z_and_base(self, z_string, base_string, latent_size, z_check=None, base_check=None, hyper=None):
-        """With ``hyper`` given (a tile), z was decoded and checked by the caller."""
-        z_hat = None if hyper is not None else self.decode_hyper_latent(z_string, latent_size, z_check)
+    def _decode_z_and_base(self, z_string, base_string, latent_size, z_check=None, base_check=None, hyper=None,
+                           z_hat=None):
+        """With ``hyper`` given (a tile), z was decoded and checked by the caller; with ``z_hat``
+        given (after a preview layer), it was decoded and checked already."""
+        if hyper is None and z_hat is None:
+            z_hat = self.decode_hyper_latent(z_string, latent_size, z_check)
         hyper, means_b, indexes_b = self._base_parameters(z_hat, hyper)
-        if base_string is None:  # preview: the base at its predicted mean
-            return hyper, means_b
         verify_checksum(indexes_b, base_check, "base scale indexes")
         return hyper, self._base_coder.decode(base_string, indexes_b) + means_b
 
@@ -375,15 +383,15 @@ class VamDecoder:
         self.rem_checks = checksums[3:] if rem else None
         self.schedule = model.schedule(ladder)
         self.layers = 0
-        self.hyper = self.y_hat_base = self.residual = None
+        self.hyper = self.y_hat_base = self.residual = self.z_hat = None
 
     @torch.no_grad()
     def add(self, layer: bytes) -> None:
         m = self.model
         if self.layers == 0 and self.preview:
-            self.hyper, self.y_hat_base = m._decode_z_and_base(layer, None, self.latent_size, self.z_check,
-                                                               hyper=self.given_hyper)
             self.z_string = layer
+            if self.given_hyper is None:
+                self.z_hat = m.decode_hyper_latent(layer, self.latent_size, self.z_check)
         elif self.layers == 0 or (self.layers == 1 and self.preview):
             # the base layer: [z |] base [| first chunk], packed unless it is the base alone
             if self.preview:
@@ -391,24 +399,35 @@ class VamDecoder:
                 strings = unpack_strings(layer, 2) if self.base_chunk else [layer]
             else:
                 z_string, *strings = unpack_strings(layer, 3 if self.base_chunk else 2)
-            # after a preview layer, z is decoded already: its hyper features are kept
+            # after a preview layer, z is decoded already
             self.hyper, self.y_hat_base = m._decode_z_and_base(z_string, strings[0], self.latent_size,
                                                                self.z_check, self.base_check,
-                                                               self.hyper if self.preview else self.given_hyper)
-            self.residual = m.residual.start_decoding(self.y_hat_base, self.hyper, self.residual_check, self.schedule,
-                                                      self.rem_checks, self.window, self.ends)
+                                                               self.given_hyper, self.z_hat)
             if self.base_chunk:
+                self._start_residual()
                 m.residual.decode_chunk(self.residual, strings[1])
         else:
+            self._start_residual()
             m.residual.decode_chunk(self.residual, layer)
         self.layers += 1
+
+    def _start_residual(self) -> None:
+        """The residual's exact parameters and ranking, when its first chunk arrives: a picture
+        from the base alone takes the residual's mean on the float32 path, coding nothing."""
+        if self.residual is None:
+            self.residual = self.model.residual.start_decoding(
+                self.y_hat_base, self.hyper, self.residual_check, self.schedule, self.rem_checks, self.window,
+                self.ends)
 
     @torch.no_grad()
     def latent(self) -> torch.Tensor:
         """The latent the synthesis takes, from the layers added so far (float64, CPU)."""
         m = self.model
-        if self.residual is None:   # the preview layer only
-            return m.residual.mean_fill64(self.y_hat_base, self.hyper, self.window)
+        if self.y_hat_base is None:   # the preview layer only: the base at its predicted mean
+            hyper = self.given_hyper if self.given_hyper is not None else m.approximate_hyper_parameters(self.z_hat)
+            return m.residual.mean_fill_fast(hyper.chunk(2, 1)[1], hyper, self.window)
+        if self.residual is None:     # the base layer only
+            return m.residual.mean_fill_fast(self.y_hat_base, self.hyper, self.window)
         return self.y_hat_base + self.residual["r_hat"].reshape(self.residual["shape"])
 
     def reconstruct(self) -> torch.Tensor:
