@@ -352,6 +352,16 @@ def test_float32_mean_fill_matches_the_float64_path(net, astronaut):
     assert not torch.equal(fill, base_mean)  # the residual's mean is there
 
 
+def test_scale_indexes_are_compressais(net):
+    """The binary search gives build_indexes' integers, at and beside every table entry too."""
+    net.prepare_inference()
+    coder = net._base_coder
+    table = coder.gaussian.scale_table.double()
+    scales = torch.cat([torch.rand(20000, dtype=torch.float64) * 300, table, table.nextafter(table + 1),
+                        table.nextafter(table - 1), torch.tensor([0.0, -1.0, 0.11, 1e9], dtype=torch.float64)])
+    assert torch.equal(coder.indexes(scales), coder.gaussian.build_indexes(scales).int())
+
+
 @pytest.mark.parametrize("model, module, stage", [
     ("vam", "h_s", "base"), ("vam", "residual.residual_params", "residual"), ("progdtd", "h_s", "y"),
 ])
