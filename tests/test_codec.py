@@ -362,6 +362,25 @@ def test_scale_indexes_are_compressais(net):
     assert torch.equal(coder.indexes(scales), coder.gaussian.build_indexes(scales).int())
 
 
+def test_gdn_in_place_path_matches_compressai(net):
+    """Coding runs GDN in place without gradients: bit for bit CompressAI's GDN, in both layouts."""
+    from compressai.layers import GDN as CompressAIGDN
+
+    from progcodec.models.transforms import GDN
+
+    gdns = [m for m in net.modules() if isinstance(m, GDN)]
+    assert any(m.inverse for m in gdns) and any(not m.inverse for m in gdns)
+    torch.manual_seed(0)
+    for gdn in gdns:
+        x = 3 * torch.randn(1, gdn.beta.numel(), 12, 20)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            inp = x.contiguous(memory_format=layout)
+            with torch.no_grad():
+                out = gdn(inp)
+                assert torch.equal(out, CompressAIGDN.forward(gdn, inp))
+            assert torch.equal(inp, x)   # the input is left as it was
+
+
 @pytest.mark.parametrize("model, module, stage", [
     ("vam", "h_s", "base"), ("vam", "residual.residual_params", "residual"), ("progdtd", "h_s", "y"),
 ])
