@@ -362,6 +362,18 @@ def test_scale_indexes_are_compressais(net):
     assert torch.equal(coder.indexes(scales), coder.gaussian.build_indexes(scales).int())
 
 
+def test_table_renumbering_is_np_uniques(net):
+    """A chunk's indexes renumbered over the tables it uses, as np.unique would: same bits."""
+    net.prepare_inference()
+    coder = net._base_coder
+    rng = np.random.default_rng(0)
+    for indexes in (rng.integers(0, len(coder.cdfs), 5000), rng.integers(7, 12, 300), np.array([5]),
+                    np.array([len(coder.cdfs) - 1, 0])):
+        used, renumbered = np.unique(indexes, return_inverse=True)
+        assert coder._tables(indexes) == (renumbered.tolist(), [coder.cdfs[i] for i in used],
+                                          [coder.cdf_lengths[i] for i in used], [coder.offsets[i] for i in used])
+
+
 def test_gdn_in_place_path_matches_compressai(net):
     """Coding runs GDN in place without gradients: bit for bit CompressAI's GDN, in both layouts."""
     from compressai.layers import GDN as CompressAIGDN

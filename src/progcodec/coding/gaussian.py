@@ -78,8 +78,10 @@ class GaussianSymbolCoder:
         the same symbols, so the bits are identical.
         """
         flat = np.asarray(indexes, dtype=np.int64).reshape(-1)
-        used, renumbered = np.unique(flat, return_inverse=True)
-        used = used.tolist()
+        # np.unique's renumbering without its sort: indexes are small table numbers
+        present = np.bincount(flat, minlength=len(self.cdfs)) > 0
+        renumbered = (np.cumsum(present) - 1)[flat]
+        used = np.flatnonzero(present).tolist()
         return (renumbered.tolist(), [self.cdfs[i] for i in used], [self.cdf_lengths[i] for i in used],
                 [self.offsets[i] for i in used])
 
@@ -117,7 +119,9 @@ class SymbolStream:
             return torch.zeros(indexes.shape, dtype=torch.float64)
         renumbered, cdfs, lengths, offsets = self.coder._tables(indexes.reshape(-1).cpu().numpy())
         values = self.decoder.decode_stream(renumbered, cdfs, lengths, offsets)
-        return torch.tensor(values, dtype=torch.float64).reshape(indexes.shape)
+        # a list of ints: numpy reads it about three times faster than torch.tensor
+        symbols = np.fromiter(values, dtype=np.int32, count=len(values))
+        return torch.from_numpy(symbols).to(torch.float64).reshape(indexes.shape)
 
 
 def ste_round(x: torch.Tensor, means: torch.Tensor | float = 0.0) -> torch.Tensor:
