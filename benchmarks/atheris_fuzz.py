@@ -104,18 +104,18 @@ def to_version_1(data: bytes) -> bytes:
     head = b"".join([container.MAGIC, struct.pack(">BB", 1, len(name)), name, h.weights_digest,
                      struct.pack(">IIH", h.width, h.height, h.num_layers),
                      struct.pack(f">B{len(h.checksums)}I", len(h.checksums), *h.checksums),
-                     struct.pack(f">{h.num_layers}I", *h.layer_lengths),
-                     struct.pack(f">{h.num_layers}I", *h.layer_crcs)])
+                     struct.pack(f">{h.num_layers}I", *map(len, pgc.layers)),
+                     struct.pack(f">{h.num_layers}I", *(zlib.crc32(layer) for layer in pgc.layers))])
     return head + struct.pack(">I", zlib.crc32(head)) + b"".join(pgc.layers)
 
 
 def repair_crcs(data: bytes) -> bytes:
-    """Every layer CRC the header declares recomputed over the bytes it covers, then the header CRC."""
+    """Every layer CRC the file declares (in the header, or from version 6 at each layer's end)
+    recomputed over the bytes it covers, then the header CRC."""
     layout = fuzzlib.header_layout(data)
     if layout is None or layout["hcrc"][0] + 4 > len(data):
         return data
     lengths_off, lengths_size = layout["lengths"]
-    crcs_off = layout["crcs"][0]
     count = lengths_size // 4
     out = bytearray(data)
     pos = layout["hcrc"][0] + 4
@@ -123,7 +123,10 @@ def repair_crcs(data: bytes) -> bytes:
         (length,) = struct.unpack_from(">I", out, lengths_off + 4 * i)
         if pos + length > len(out):
             break
-        struct.pack_into(">I", out, crcs_off + 4 * i, zlib.crc32(out[pos:pos + length]))
+        if "crcs" in layout:
+            struct.pack_into(">I", out, layout["crcs"][0] + 4 * i, zlib.crc32(out[pos:pos + length]))
+        elif length >= 4:
+            struct.pack_into(">I", out, pos + length - 4, zlib.crc32(out[pos:pos + length - 4]))
         pos += length
     return fuzzlib.fix_header_crc(bytes(out))
 

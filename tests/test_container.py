@@ -34,13 +34,53 @@ def test_build_parse_round_trip():
     h = pgc.header
     assert (h.model, h.weights_digest, h.width, h.height) == ("vam", DIGEST, 97, 31)
     assert h.checksums == CHECKS
-    assert h.layer_lengths == tuple(map(len, LAYERS))
-    assert h.layer_crcs == tuple(zlib.crc32(b) for b in LAYERS)
+    assert h.version == container.FORMAT_VERSION == 6
+    # version 6: each layer's span ends with its CRC32, and the header holds no CRC array
+    assert h.layer_lengths == tuple(len(b) + 4 for b in LAYERS) and h.layer_crcs == ()
+    starts = [pgc.header_size] + pgc.layer_ends[:-1]
+    for layer, start, end in zip(LAYERS, starts, pgc.layer_ends):
+        assert data[start:end] == layer + struct.pack(">I", zlib.crc32(layer))
     assert pgc.layers == LAYERS
     assert pgc.problems == []
     assert pgc.layer_ends[-1] == len(data)
     assert data.startswith(MAGIC)
     assert parse_header(data) == (h, pgc.header_size)
+
+
+@pytest.mark.parametrize("options, legacy", [({}, 2), ({"rem": True}, 3), ({"fine_ladder": True}, 3)])
+def test_version_6_and_its_earlier_layout_hold_the_same_file(options, legacy):
+    """convert() rewrites a file in the earlier layout (CRCs in the header) and back, losslessly;
+    the version-6 header is 4 bytes a layer smaller, the file the same size."""
+    data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, **options)
+    old = container.convert(data, legacy)
+    assert old == build("vam", DIGEST, 97, 31, LAYERS, CHECKS, version=legacy, **options)
+    new_pgc, old_pgc = parse(data), parse(old)
+    assert old_pgc.header.version == legacy and old_pgc.header.layer_crcs == tuple(zlib.crc32(b) for b in LAYERS)
+    assert old_pgc.layers == new_pgc.layers == LAYERS and len(old) == len(data)
+    assert new_pgc.header_size == old_pgc.header_size - 4 * len(LAYERS)
+    assert container.convert(old, 6) == data
+    with pytest.raises(ContainerError, match="format version"):
+        build("vam", DIGEST, 97, 31, LAYERS, CHECKS, version=4, **options)
+
+
+def test_version_6_damaged_trailer_or_layer_is_caught():
+    data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS)
+    ends = parse(data).layer_ends
+    for pos in (ends[0] - 1, ends[0] - 5, ends[1] - 2):   # a CRC trailer's byte, a layer's last byte
+        damaged = bytearray(data)
+        damaged[pos] ^= 0x10
+        pgc = parse(bytes(damaged)) if pos > ends[0] else None
+        if pgc is None:
+            with pytest.raises(ContainerError, match="layer 1 is corrupt"):
+                parse(bytes(damaged))
+        else:
+            assert pgc.layers == LAYERS[:1] and "layer 2 is corrupt" in pgc.problems[0]
+
+
+def test_version_6_span_shorter_than_its_trailer_is_refused(fuzzlib):
+    data = fuzzlib.set_field(build("vam", DIGEST, 97, 31, LAYERS, CHECKS), "lengths", 3, index=2)
+    with pytest.raises(ContainerError, match="layer length"):
+        parse(data)
 
 
 def test_every_layer_boundary_prefix_is_a_valid_shorter_file():
@@ -50,8 +90,8 @@ def test_every_layer_boundary_prefix_is_a_valid_shorter_file():
         cut = prefix(data, k)
         assert cut == data[:ends[k - 1]]
         pgc = parse(cut)
-        # layer 3 is empty: the cut after layer 2 holds it completely as well
-        assert pgc.layers == LAYERS[:3 if k == 2 else k]
+        # version 6: even the empty layer 3 has bytes (its CRC), so each cut holds exactly k layers
+        assert pgc.layers == LAYERS[:k]
         assert pgc.problems == []               # a boundary cut is not a problem
         assert pgc.header.num_layers == len(LAYERS)  # the header stays as written
         assert prefix(cut, k) == cut
@@ -164,9 +204,9 @@ def test_short_or_foreign_data_is_an_error(data):
         parse(data)
 
 
-@pytest.mark.parametrize("version", [0, 6, 255])
+@pytest.mark.parametrize("version", [0, 7, 255])
 def test_unknown_version_is_an_error(fuzzlib, sample, version):
-    with pytest.raises(ContainerError, match=f"version {version} .this build reads 1, 2, 3, 4, 5"):
+    with pytest.raises(ContainerError, match=f"version {version} .this build reads 1, 2, 3, 4, 5, 6"):
         parse(fuzzlib.set_field(sample.data, "version", version))
 
 
@@ -192,35 +232,41 @@ def test_version_1_files_still_parse():
 
 @pytest.mark.parametrize("preview, ladder", [(False, ()), (True, ()), (True, (1, 2, 1 << 24)), (False, (5,) * 64)])
 def test_version_2_layout_and_ladder_round_trip(preview, ladder):
-    data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=preview, ladder=ladder)
-    h = parse(data).header
-    assert (h.version, h.preview, h.ladder) == (2, preview, ladder)
-    assert parse(data).header_size == container.header_size("vam", len(LAYERS), len(CHECKS), len(ladder))
+    for version in (2, 6):
+        data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=preview, ladder=ladder, version=version)
+        h = parse(data).header
+        assert (h.version, h.preview, h.ladder) == (version, preview, ladder)
+        assert parse(data).header_size == container.header_size("vam", len(LAYERS), len(CHECKS), len(ladder),
+                                                                version=version)
 
 
 def test_version_3_is_written_only_for_a_fine_ladder():
-    """The lowest version that expresses a file: readers of version 2 keep reading every
-    file that needs nothing newer, and refuse a fine ladder by its version, cleanly."""
-    data = build("progdtd", DIGEST, 97, 31, LAYERS, CHECKS, ladder=(1 << 15, 3 << 16, 5 << 16), fine_ladder=True)
+    """In the earlier layouts, the lowest version that expresses a file: readers of version 2
+    keep reading every file that needs nothing newer, and refuse a fine ladder by its version."""
+    data = build("progdtd", DIGEST, 97, 31, LAYERS, CHECKS, ladder=(1 << 15, 3 << 16, 5 << 16), fine_ladder=True,
+                 version=3)
     h = parse(data).header
     assert (h.version, h.fine_ladder, h.ladder, h.preview, h.base_chunk) == (3, True, (1 << 15, 3 << 16, 5 << 16),
                                                                               False, False)
     assert parse(prefix(data, 1)).header.version == 3
-    assert parse(build("progdtd", DIGEST, 97, 31, LAYERS, CHECKS, ladder=(1, 3, 5))).header.version == 2
+    assert parse(build("progdtd", DIGEST, 97, 31, LAYERS, CHECKS, ladder=(1, 3, 5), version=2)).header.version == 2
+    with pytest.raises(ContainerError, match="format version 3 or 6"):
+        build("progdtd", DIGEST, 97, 31, LAYERS, CHECKS, ladder=(1, 3, 5), fine_ladder=True, version=2)
 
 
 def test_version_5_is_written_only_for_tiles():
-    data = build("vam", DIGEST, 5000, 4000, LAYERS, (), preview=True, ladder=(1, 2, 3), tile=(1024, 960))
+    data = build("vam", DIGEST, 5000, 4000, LAYERS, (), preview=True, ladder=(1, 2, 3), tile=(1024, 960), version=5)
     h = parse(data).header
     assert (h.version, h.tile, h.width, h.height, h.preview, h.ladder) == (5, (1024, 960), 5000, 4000, True, (1, 2, 3))
     assert parse(prefix(data, 2)).header.tile == (1024, 960)
-    assert parse(build("vam", DIGEST, 97, 31, LAYERS, CHECKS, rem=True)).header.version == 3
+    assert parse(build("vam", DIGEST, 97, 31, LAYERS, CHECKS, rem=True, version=3)).header.version == 3
+    assert parse(container.convert(data, 6)).header.tile == (1024, 960)
     with pytest.raises(ContainerError, match="implausible image size"):   # 20 MP is for tiles only
         build("vam", DIGEST, 5000, 4000, LAYERS, CHECKS)
 
 
 def test_a_bad_layout_byte_or_ladder_is_refused(fuzzlib):
-    data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=True, ladder=(1, 2))
+    data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=True, ladder=(1, 2), version=2)
     with pytest.raises(ContainerError, match="layout"):
         parse(fuzzlib.set_field(data, "layout", 4))     # the fine-ladder bit is version 3's
     with pytest.raises(ContainerError, match="layout"):
@@ -270,7 +316,8 @@ def test_too_many_pixels_with_a_valid_crc_is_rejected(fuzzlib, sample):
 
 def test_absurd_layer_length_with_a_valid_crc_is_rejected(fuzzlib, sample):
     with pytest.raises(ContainerError, match="implausible layer length"):
-        parse(fuzzlib.set_field(sample.data, "lengths", container.MAX_LAYER_BYTES + 1, index=1))
+        parse(fuzzlib.set_field(sample.data, "lengths", container.MAX_LAYER_BYTES + container.LAYER_TRAILER + 1,
+                                index=1))
     # a length that merely overstates (valid header) reads as a cut layer
     pgc = parse(fuzzlib.set_field(sample.data, "lengths", 2**20, index=1))
     assert len(pgc.layers) == 1 and "cut inside layer 2" in pgc.problems[0]
@@ -357,6 +404,9 @@ def _check_parsed(data: bytes, pgc: container.PgcFile) -> None:
     assert 1 <= h.width <= MAX_SIDE and 1 <= h.height <= MAX_SIDE and h.width * h.height <= MAX_PIXELS
     assert len(h.checksums) <= MAX_CHECKSUMS
     starts = [pgc.header_size] + pgc.layer_ends[:-1]
+    if h.version >= 6:
+        for layer, start, length in zip(pgc.layers, starts, h.layer_lengths):
+            assert data[start:start + length] == layer + struct.pack(">I", zlib.crc32(layer))
     for layer, start, length, crc in zip(pgc.layers, starts, h.layer_lengths, h.layer_crcs):
         assert layer == data[start:start + length] and zlib.crc32(layer) == crc
     consumed = pgc.layer_ends[len(pgc.layers) - 1]

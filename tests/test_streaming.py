@@ -91,8 +91,9 @@ def test_layer_ranges_for_range_requests(encoded, layer_ends):
 def test_the_largest_possible_header_fits_max_header_bytes():
     layers = [b""] * container.MAX_LAYERS
     data = container.build("v" * container.MAX_NAME, bytes(8), 1, 1, layers, tuple(range(container.MAX_CHECKSUMS)),
-                           preview=True, ladder=tuple(range(1, container.MAX_LAYERS + 1)), tile=(64, 64))
-    assert container.parse(data).header_size == container.MAX_HEADER_BYTES
+                           preview=True, ladder=tuple(range(1, container.MAX_LAYERS + 1)), tile=(64, 64), version=5)
+    assert container.parse(data).header_size == container.MAX_HEADER_BYTES      # versions 1-5: CRCs in the header
+    assert container.parse(container.convert(data, 6)).header_size < container.MAX_HEADER_BYTES
 
 
 def test_cli_each_layer_from_stdin(cli, encoded, tmp_path, by_layers):

@@ -151,12 +151,17 @@ def _encode_to_targets(net, im, x, bpp, max_bytes, preview, ladder, layers, rem)
         raise ProgcodecError(f"at most {container.MAX_LAYERS} layers, not {count}")
     head = container.header_size(net.name, count, net.checksum_count(rem), len(targets))
     unit = (lambda b: f"{b * 8 / pixels:.4f} bpp") if bpp is not None else (lambda b: f"{b:.0f} B")
+    # each layer up to a target ends with its CRC32 (LAYER_TRAILER): that much less payload
+    trailers = [container.LAYER_TRAILER * (k + 1 + int(preview)) for k in range(len(targets))]
     try:
-        out = net.compress_to_budgets(x, [int(t) - head for t in targets], preview=preview, rem=rem)
+        out = net.compress_to_budgets(x, [int(t) - head - extra for t, extra in zip(targets, trailers)],
+                                      preview=preview, rem=rem)
     except ValueError as e:  # say it in the caller's units, header included
         import re
 
-        message = re.sub(r"(\d+) B of payload", lambda m: unit(int(m.group(1)) + head), str(e))
+        named = re.search(r"target (\d+)", str(e))        # the layer a message is about ("the first": 1)
+        extra = head + trailers[int(named.group(1)) - 1 if named else 0]
+        message = re.sub(r"(\d+) B of payload", lambda m: unit(int(m.group(1)) + extra), str(e))
         raise ProgcodecError(f"bad rate targets: {message}") from None
     return container.build(net.name, net.weights_digest, im.width, im.height, out["layers"], out["checksums"],
                            preview=preview, ladder=out["ladder"], base_chunk=out.get("base_chunk", False),

@@ -10,8 +10,10 @@ Layout (all integers big-endian)::
     height    I
     layers    H    number of layers the encoder wrote
     checks    B + I*n            determinism checksums (what the decoder must reproduce)
-    lengths   I*layers           byte length of each layer
-    crcs      I*layers           CRC32 of each layer
+    lengths   I*layers           byte length of each layer (from version 6: its span in the
+                                 file, its CRC trailer included)
+    crcs      I*layers           CRC32 of each layer (up to version 5; version 6 ends each
+                                 layer with its CRC32 instead, see below)
     layout    B                  (version 2) bit 0: layer 1 is a preview (z alone);
                                  bit 1: the base layer also carries the first residual chunk;
                                  (version 3) bit 2: a fine ladder (progdtd: channel counts in
@@ -27,12 +29,15 @@ Layout (all integers big-endian)::
                                  writes the tiles' string tables and side information compactly
                                  (pack_varint_strings, varints), version 4 in fixed widths
     hcrc      I                  CRC32 of every header byte before it
-    payload   layer 1 | layer 2 | ...
+    payload   layer 1 | layer 2 | ...; from version 6, each layer followed by its CRC32 (I)
 
 Version 1 files (no layout, no ladder: the default ladder, no preview) still
-parse. A file is written with the lowest version that expresses it (3 only
-for a fine ladder or REMs, 5 only when tiled), so older readers keep reading
-what they can. A prefix of the file that ends on a layer boundary is a valid
+parse. Version 6 moves each layer's CRC32 from the header to the end of the
+layer: the header no longer grows by 4 bytes a layer, so the first picture
+(the header and layer 1) comes 4 bytes a layer sooner, and a layer's bytes
+carry their own check. New files are version 6; ``build(version=...)``
+writes the earlier layouts (2 unless a fine ladder or REMs need 3, 5 when
+tiled) for readers that predate it. A prefix of the file that ends on a layer boundary is a valid
 file with fewer layers: the header stays as written and the parser counts
 complete layers.
 """
@@ -46,8 +51,9 @@ from dataclasses import dataclass, field
 from .errors import ContainerError
 
 MAGIC = b"\x89PGC"
-FORMAT_VERSION = 5             # the newest version this build writes
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+FORMAT_VERSION = 6             # the newest version this build writes
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+LAYER_TRAILER = 4              # version 6: each layer ends with its CRC32
 LAYOUT_PREVIEW = 1
 LAYOUT_BASE_CHUNK = 2
 LAYOUT_FINE_LADDER = 4         # from version 3
@@ -56,7 +62,7 @@ LAYOUT_TILED = 16              # from version 4
 FINE_CHANNEL_UNIT = 1 << 16    # a fine ladder's channel counts are in units of 2**-16
 LAYOUT_BITS = {2: LAYOUT_PREVIEW | LAYOUT_BASE_CHUNK,
                3: LAYOUT_PREVIEW | LAYOUT_BASE_CHUNK | LAYOUT_FINE_LADDER | LAYOUT_REM}
-LAYOUT_BITS[4] = LAYOUT_BITS[5] = LAYOUT_BITS[3] | LAYOUT_TILED
+LAYOUT_BITS[4] = LAYOUT_BITS[5] = LAYOUT_BITS[6] = LAYOUT_BITS[3] | LAYOUT_TILED
 MAX_NAME = 32
 MAX_LAYERS = 64
 MAX_CHECKSUMS = 8
@@ -74,8 +80,8 @@ class Header:
     width: int
     height: int
     checksums: tuple[int, ...]
-    layer_lengths: tuple[int, ...]
-    layer_crcs: tuple[int, ...]
+    layer_lengths: tuple[int, ...]    # each layer's span in the file (version 6: CRC trailer included)
+    layer_crcs: tuple[int, ...]       # () from version 6: each layer ends with its CRC32
     preview: bool = False
     ladder: tuple[int, ...] = ()      # () : the model's default ladder
     version: int = FORMAT_VERSION
@@ -112,7 +118,7 @@ def tile_count(height: int, width: int, tile: tuple[int, int]) -> int:
 
 
 def _check_header_fields(model: str, digest: bytes, width: int, height: int,
-                         checksums, lengths, crcs, ladder=(), tile=None) -> None:
+                         checksums, lengths, crcs, ladder=(), tile=None, version: int = FORMAT_VERSION) -> None:
     if not model or not model.isascii() or len(model) > MAX_NAME:
         raise ContainerError(f"model name must be 1..{MAX_NAME} ASCII bytes")
     if len(digest) != 8:
@@ -123,38 +129,49 @@ def _check_header_fields(model: str, digest: bytes, width: int, height: int,
     if tile is not None and (not all(64 <= side <= 1 << 12 for side in tile)
                              or tile_count(height, width, tile) > MAX_TILES):
         raise ContainerError(f"implausible tiles {tile[0]}x{tile[1]} for {width}x{height}")
-    if not 1 <= len(lengths) <= MAX_LAYERS or len(crcs) != len(lengths):
+    trailer = LAYER_TRAILER if version >= 6 else 0
+    if not 1 <= len(lengths) <= MAX_LAYERS or len(crcs) != (0 if trailer else len(lengths)):
         raise ContainerError(f"implausible layer count {len(lengths)}")
     if len(checksums) > MAX_CHECKSUMS:
         raise ContainerError(f"too many checksums ({len(checksums)})")
-    if any(not 0 <= n <= MAX_LAYER_BYTES for n in lengths):
+    if any(not trailer <= n <= MAX_LAYER_BYTES + trailer for n in lengths):
         raise ContainerError("implausible layer length")
     if len(ladder) > MAX_LAYERS or any(not 0 <= v < 1 << 32 for v in ladder):
         raise ContainerError("implausible ladder")
 
 
-def header_size(model: str, num_layers: int, num_checksums: int, ladder_len: int, tiled: bool = False) -> int:
-    """Bytes of a header as ``build`` writes it: what a rate target must leave room for."""
-    return (4 + 2 + len(model) + 8 + 10 + 1 + 4 * num_checksums + 8 * num_layers + 1 + 1 + 4 * ladder_len
+def header_size(model: str, num_layers: int, num_checksums: int, ladder_len: int, tiled: bool = False,
+                version: int = FORMAT_VERSION) -> int:
+    """Bytes of a header as ``build`` writes it: what a rate target must leave room for
+    (from version 6, with ``LAYER_TRAILER`` bytes more at the end of each layer)."""
+    crcs = 0 if version >= 6 else 4 * num_layers
+    return (4 + 2 + len(model) + 8 + 10 + 1 + 4 * num_checksums + 4 * num_layers + crcs + 1 + 1 + 4 * ladder_len
             + 4 * tiled + 4)
 
 
 # The largest header any file can have: a client that fetches this many bytes first has it whole.
-MAX_HEADER_BYTES = header_size("x" * MAX_NAME, MAX_LAYERS, MAX_CHECKSUMS, MAX_LAYERS, tiled=True)
+MAX_HEADER_BYTES = header_size("x" * MAX_NAME, MAX_LAYERS, MAX_CHECKSUMS, MAX_LAYERS, tiled=True, version=5)
 
 
 def build(model: str, weights_digest: bytes, width: int, height: int,
           layers: list[bytes], checksums=(), preview: bool = False, ladder=(), base_chunk: bool = False,
-          fine_ladder: bool = False, rem: bool = False, tile: tuple[int, int] | None = None) -> bytes:
-    """Serialise a header and its layers into one ``.pgc`` file (version 2; 3 for a fine
-    ladder or REMs; 5 for tiles of ``tile`` = (height, width) pixels)."""
-    lengths = [len(b) for b in layers]
+          fine_ladder: bool = False, rem: bool = False, tile: tuple[int, int] | None = None,
+          version: int | None = None) -> bytes:
+    """Serialise a header and its layers into one ``.pgc`` file of ``version`` (default
+    FORMAT_VERSION; or the earlier layout that expresses the file: 2, 3 for a fine ladder or
+    REMs, 5 for tiles of ``tile`` = (height, width) pixels)."""
+    legacy = 5 if tile else 3 if fine_ladder or rem else 2
+    version = FORMAT_VERSION if version is None else version
+    if version not in (legacy, FORMAT_VERSION):
+        raise ContainerError(f"this file is written as format version {legacy} or {FORMAT_VERSION}, not {version}")
+    trailer = version >= 6
     crcs = [zlib.crc32(b) for b in layers]
+    lengths = [len(b) + LAYER_TRAILER * trailer for b in layers]
     ladder = tuple(int(v) for v in ladder)
     tile = None if tile is None else (int(tile[0]), int(tile[1]))
-    _check_header_fields(model, weights_digest, width, height, checksums, lengths, crcs, ladder, tile)
+    _check_header_fields(model, weights_digest, width, height, checksums, lengths, () if trailer else crcs, ladder,
+                         tile, version)
     name = model.encode("ascii")
-    version = 5 if tile else 3 if fine_ladder or rem else 2
     head = b"".join([
         MAGIC,
         struct.pack(">BB", version, len(name)), name,
@@ -162,13 +179,26 @@ def build(model: str, weights_digest: bytes, width: int, height: int,
         struct.pack(">IIH", width, height, len(layers)),
         struct.pack(f">B{len(checksums)}I", len(checksums), *checksums),
         struct.pack(f">{len(layers)}I", *lengths),
-        struct.pack(f">{len(layers)}I", *crcs),
+        b"" if trailer else struct.pack(f">{len(layers)}I", *crcs),
         struct.pack(f">BB{len(ladder)}I", (LAYOUT_PREVIEW if preview else 0) | (LAYOUT_BASE_CHUNK if base_chunk else 0)
                     | (LAYOUT_FINE_LADDER if fine_ladder else 0) | (LAYOUT_REM if rem else 0)
                     | (LAYOUT_TILED if tile else 0), len(ladder), *ladder),
         struct.pack(">HH", *tile) if tile else b"",
     ])
+    if trailer:
+        layers = [b + struct.pack(">I", crc) for b, crc in zip(layers, crcs)]
     return head + struct.pack(">I", zlib.crc32(head)) + b"".join(layers)
+
+
+def convert(data: bytes, version: int) -> bytes:
+    """The complete layers of a file rewritten in another format version's layout (the
+    current one, or the earlier one that expresses the file): the same layers, checksums
+    and ladder, for a reader that predates a version."""
+    pgc = parse(data)
+    h = pgc.header
+    return build(h.model, h.weights_digest, h.width, h.height, pgc.layers, h.checksums, preview=h.preview,
+                 ladder=h.ladder, base_chunk=h.base_chunk, fine_ladder=h.fine_ladder, rem=h.rem, tile=h.tile,
+                 version=version)
 
 
 class _Reader:
@@ -208,7 +238,7 @@ def parse_header(data: bytes) -> tuple[Header, int]:
         raise ContainerError("corrupt header (counts out of range)")
     checksums = r.unpack(f">{num_checks}I")
     lengths = r.unpack(f">{num_layers}I")
-    crcs = r.unpack(f">{num_layers}I")
+    crcs = r.unpack(f">{num_layers}I") if version < 6 else ()
     layout, ladder = 0, ()
     if version >= 2:
         layout, ladder_len = r.unpack(">BB")
@@ -223,7 +253,7 @@ def parse_header(data: bytes) -> tuple[Header, int]:
         model = name.decode("ascii")
     except UnicodeDecodeError:
         raise ContainerError("corrupt header (model name)") from None
-    _check_header_fields(model, digest, width, height, checksums, lengths, crcs, ladder, tile)
+    _check_header_fields(model, digest, width, height, checksums, lengths, crcs, ladder, tile, version)
     return Header(model, digest, width, height, tuple(checksums), tuple(lengths), tuple(crcs),
                   bool(layout & LAYOUT_PREVIEW), tuple(ladder), version, bool(layout & LAYOUT_BASE_CHUNK),
                   bool(layout & LAYOUT_FINE_LADDER), bool(layout & LAYOUT_REM), tile), r.pos
@@ -295,10 +325,14 @@ class LayerStream:
         new = []
         while len(self.layers) < self.header.num_layers:
             index = len(self.layers)
-            length, crc = self.header.layer_lengths[index], self.header.layer_crcs[index]
+            length = self.header.layer_lengths[index]
             if self.pos + length > len(self.buffer):
                 break
             layer = bytes(self.buffer[self.pos:self.pos + length])
+            if self.header.version >= 6:   # the layer's CRC32 ends it
+                layer, (crc,) = layer[:-LAYER_TRAILER], struct.unpack(">I", layer[-LAYER_TRAILER:])
+            else:
+                crc = self.header.layer_crcs[index]
             if zlib.crc32(layer) != crc:
                 self.problems.append(f"layer {index + 1} is corrupt (CRC mismatch); "
                                      f"decoding the {index} layer(s) before it")
