@@ -152,7 +152,7 @@ def header_layout(data: bytes) -> dict[str, tuple[int, int]] | None:
     num_checks = data[pos - 1]
     put("checks", 4 * num_checks)
     put("lengths", 4 * num_layers)
-    if data[4] < 6:                               # version 6 ends each layer with its CRC instead
+    if not container.crc_trailer(data[4]):        # version 6 ends each layer with its CRC instead
         put("crcs", 4 * num_layers)
     if data[4] >= 2:
         put("layout", 1)

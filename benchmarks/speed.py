@@ -99,8 +99,7 @@ class StageTimer:
         "image": [("progcodec.image", "to_tensor"), ("progcodec.image", "to_pil")],
         "params64": [("progcodec.coding.gaussian", "Float64Path.__call__")],
         # the float32 networks that give a mean fill before any residual element
-        "params32": [("progcodec.models.vam", "VarianceAwareMasking.approximate_hyper_parameters"),
-                     ("progcodec.coding.ranked_residual", "RankedResidualLatentCodec._params32")],
+        "params32": [("progcodec.coding.gaussian", "Float32Path.__call__")],
         "ranking": [("progcodec.coding.ranked_residual", "rank_elements")],
         "rans": [("progcodec.coding.gaussian", "GaussianSymbolCoder.encode"),
                  ("progcodec.coding.gaussian", "GaussianSymbolCoder.encode_lists"),

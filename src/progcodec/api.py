@@ -152,7 +152,7 @@ def _encode_to_targets(net, im, x, bpp, max_bytes, preview, ladder, layers, rem)
     head = container.header_size(net.name, count, net.checksum_count(rem), len(targets))
     unit = (lambda b: f"{b * 8 / pixels:.4f} bpp") if bpp is not None else (lambda b: f"{b:.0f} B")
     # each layer up to a target ends with its CRC32 (LAYER_TRAILER): that much less payload
-    trailers = [container.LAYER_TRAILER * (k + 1 + int(preview)) for k in range(len(targets))]
+    trailers = [container.crc_trailer(container.FORMAT_VERSION) * (k + 1 + int(preview)) for k in range(len(targets))]
     try:
         out = net.compress_to_budgets(x, [int(t) - head - extra for t, extra in zip(targets, trailers)],
                                       preview=preview, rem=rem)

@@ -117,6 +117,12 @@ def tile_count(height: int, width: int, tile: tuple[int, int]) -> int:
     return -(-height // tile[0]) * -(-width // tile[1])
 
 
+def crc_trailer(version: int) -> int:
+    """Bytes at the end of each layer that hold its CRC32: LAYER_TRAILER from version 6, none
+    before (the header holds the CRCs)."""
+    return LAYER_TRAILER if version >= 6 else 0
+
+
 def _check_header_fields(model: str, digest: bytes, width: int, height: int,
                          checksums, lengths, crcs, ladder=(), tile=None, version: int = FORMAT_VERSION) -> None:
     if not model or not model.isascii() or len(model) > MAX_NAME:
@@ -129,7 +135,7 @@ def _check_header_fields(model: str, digest: bytes, width: int, height: int,
     if tile is not None and (not all(64 <= side <= 1 << 12 for side in tile)
                              or tile_count(height, width, tile) > MAX_TILES):
         raise ContainerError(f"implausible tiles {tile[0]}x{tile[1]} for {width}x{height}")
-    trailer = LAYER_TRAILER if version >= 6 else 0
+    trailer = crc_trailer(version)
     if not 1 <= len(lengths) <= MAX_LAYERS or len(crcs) != (0 if trailer else len(lengths)):
         raise ContainerError(f"implausible layer count {len(lengths)}")
     if len(checksums) > MAX_CHECKSUMS:
@@ -144,7 +150,7 @@ def header_size(model: str, num_layers: int, num_checksums: int, ladder_len: int
                 version: int = FORMAT_VERSION) -> int:
     """Bytes of a header as ``build`` writes it: what a rate target must leave room for
     (from version 6, with ``LAYER_TRAILER`` bytes more at the end of each layer)."""
-    crcs = 0 if version >= 6 else 4 * num_layers
+    crcs = 0 if crc_trailer(version) else 4 * num_layers
     return (4 + 2 + len(model) + 8 + 10 + 1 + 4 * num_checksums + 4 * num_layers + crcs + 1 + 1 + 4 * ladder_len
             + 4 * tiled + 4)
 
@@ -164,9 +170,9 @@ def build(model: str, weights_digest: bytes, width: int, height: int,
     version = FORMAT_VERSION if version is None else version
     if version not in (legacy, FORMAT_VERSION):
         raise ContainerError(f"this file is written as format version {legacy} or {FORMAT_VERSION}, not {version}")
-    trailer = version >= 6
+    trailer = crc_trailer(version)
     crcs = [zlib.crc32(b) for b in layers]
-    lengths = [len(b) + LAYER_TRAILER * trailer for b in layers]
+    lengths = [len(b) + trailer for b in layers]
     ladder = tuple(int(v) for v in ladder)
     tile = None if tile is None else (int(tile[0]), int(tile[1]))
     _check_header_fields(model, weights_digest, width, height, checksums, lengths, () if trailer else crcs, ladder,
@@ -238,7 +244,7 @@ def parse_header(data: bytes) -> tuple[Header, int]:
         raise ContainerError("corrupt header (counts out of range)")
     checksums = r.unpack(f">{num_checks}I")
     lengths = r.unpack(f">{num_layers}I")
-    crcs = r.unpack(f">{num_layers}I") if version < 6 else ()
+    crcs = () if crc_trailer(version) else r.unpack(f">{num_layers}I")
     layout, ladder = 0, ()
     if version >= 2:
         layout, ladder_len = r.unpack(">BB")
@@ -329,7 +335,7 @@ class LayerStream:
             if self.pos + length > len(self.buffer):
                 break
             layer = bytes(self.buffer[self.pos:self.pos + length])
-            if self.header.version >= 6:   # the layer's CRC32 ends it
+            if crc_trailer(self.header.version):   # the layer's CRC32 ends it
                 layer, (crc,) = layer[:-LAYER_TRAILER], struct.unpack(">I", layer[-LAYER_TRAILER:])
             else:
                 crc = self.header.layer_crcs[index]

@@ -50,6 +50,20 @@ class Float64Path:
         return tuple(snap(t) for t in out) if isinstance(out, tuple) else snap(out)
 
 
+class Float32Path:
+    """An entropy-parameter network as it is (float32, where it lives), its output handed on
+    as float64 on the CPU like a :class:`Float64Path`'s: for values no symbol is coded with
+    (a mean fill), where float64's agreement between machines buys nothing."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+
+    @torch.no_grad()
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        weight = next(self.module.parameters())
+        return self.module(*(t.to(weight.device, weight.dtype) for t in inputs)).to("cpu", torch.float64)
+
+
 class GaussianSymbolCoder:
     """Codes chosen elements of a latent with a ``GaussianConditional``'s tables."""
 

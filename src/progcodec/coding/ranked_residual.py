@@ -6,7 +6,7 @@ import torch
 from compressai.entropy_models import GaussianConditional
 from torch import nn
 
-from .gaussian import Float64Path, GaussianSymbolCoder, ste_round, tensor_checksum, verify_checksum
+from .gaussian import Float32Path, Float64Path, GaussianSymbolCoder, ste_round, tensor_checksum, verify_checksum
 from .ranking import (
     DEFAULT_SCHEDULE, bounds_of, chunk_bounds, chunk_positions, rank_elements, top_fraction_mask, validate_schedule,
 )
@@ -107,7 +107,7 @@ class RankedResidualLatentCodec(nn.Module):
         fill that no symbol is coded with, float64's agreement between machines buys nothing."""
         if self._params64 is None:
             self.prepare_inference()
-        network = self._params64 if exact else self._params32
+        network = self._params64 if exact else Float32Path(self.residual_params)
         if window is None:
             scales, means = network(hyper_features, y_hat_base).chunk(2, 1)
             return means, scales
@@ -118,13 +118,6 @@ class RankedResidualLatentCodec(nn.Module):
         params = network(hyper, base)[..., top:top + height, left:left + width]
         scales, means = params.contiguous().chunk(2, 1)
         return means.contiguous(), scales.contiguous()
-
-    @torch.no_grad()
-    def _params32(self, hyper_features, y_hat_base):
-        """The float32 residual parameters, returned as float64 on the CPU like the exact path's."""
-        weight = self.residual_params.net[0].weight
-        out = self.residual_params(*(t.to(weight.device, weight.dtype) for t in (hyper_features, y_hat_base)))
-        return out.to("cpu", torch.float64)
 
     def _parameters64(self, y_hat_base, hyper_features, schedule=None):
         means, scales = self._means_and_scales(y_hat_base, hyper_features)

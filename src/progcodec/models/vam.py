@@ -18,7 +18,7 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 
 from ..coding.budgets import fit_ranges
 from ..coding.gaussian import (
-    Float64Path, GaussianSymbolCoder, quantize_symbols, tensor_checksum, ste_round, verify_checksum,
+    Float32Path, Float64Path, GaussianSymbolCoder, quantize_symbols, tensor_checksum, ste_round, verify_checksum,
 )
 from ..coding.ranked_residual import RankedResidualLatentCodec
 from ..coding.ranking import (
@@ -221,12 +221,10 @@ class VarianceAwareMasking(ProgressiveModel):
         see its neighbours' base at its predicted mean, which both sides know."""
         return hyper_around.chunk(2, 1)[1], hyper_around, offset
 
-    @torch.no_grad()
     def approximate_hyper_parameters(self, z_hat: torch.Tensor) -> torch.Tensor:
-        """:meth:`hyper_parameters` on the float32 hyper-synthesis, where the transforms run
-        (float64 on the CPU out): for the preview's mean fill, which codes no symbol."""
-        weight = self.h_s[0].weight
-        return self.h_s(z_hat.to(weight.device, weight.dtype)).to("cpu", torch.float64)
+        """:meth:`hyper_parameters` on the float32 hyper-synthesis: for the preview's mean fill,
+        which codes no symbol."""
+        return Float32Path(self.h_s)(z_hat)
 
     def _base_parameters(self, z_hat: torch.Tensor, hyper: torch.Tensor | None = None):
         if self._h_s64 is None:
