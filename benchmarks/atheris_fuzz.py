@@ -62,6 +62,7 @@ def prepare_weights() -> Path:
 def make_seeds(folder: Path) -> list[Path]:
     """Small valid files of every layout the encoder writes (and a version-1 one), tiled ones included."""
     import progcodec
+    from progcodec import container
 
     folder.mkdir(parents=True, exist_ok=True)
     weights = Path(os.environ["PROGCODEC_WEIGHTS"])
@@ -82,6 +83,7 @@ def make_seeds(folder: Path) -> list[Path]:
     files["progdtd-fine"] = progcodec.encode(small, model=dtd, max_bytes=[full[0]["cumulative_bytes"] + 30,
                                                                           full[-1]["cumulative_bytes"] - 40])
     files["vam-v1"] = to_version_1(files["vam-trained"])
+    files["vam-v6"] = container.convert(files["vam-default"], 6)   # fixed-width header, CRC trailers
     tall = fuzzlib.sample_image(40, 300)    # two 256-px tiles (format version 5; the *-tiled-v4 seeds are version 4)
     files["vam-tiled"] = progcodec.encode(tall, model=vam, ladder=4, tile=256)
     files["progdtd-tiled"] = progcodec.encode(tall, model=dtd, ladder=3, tile=256)
@@ -115,12 +117,11 @@ def repair_crcs(data: bytes) -> bytes:
     layout = fuzzlib.header_layout(data)
     if layout is None or layout["hcrc"][0] + 4 > len(data):
         return data
-    lengths_off, lengths_size = layout["lengths"]
-    count = lengths_size // 4
+    count = len(fuzzlib.element_spans(data, "lengths"))
     out = bytearray(data)
     pos = layout["hcrc"][0] + 4
     for i in range(count):
-        (length,) = struct.unpack_from(">I", out, lengths_off + 4 * i)
+        length = fuzzlib.get_field(data, "lengths", i)
         if pos + length > len(out):
             break
         if "crcs" in layout:

@@ -119,53 +119,124 @@ INT_FIELDS = ("version", "name_len", "width", "height", "num_layers", "num_check
 ARRAY_FIELDS = ("checks", "lengths", "crcs", "ladder")
 
 
-def header_layout(data: bytes) -> dict[str, tuple[int, int]] | None:
-    """``field -> (offset, size)`` as the bytes claim it, without any check.
+# version 7 (container.COMPACT_HEADER) writes these as LEB128 varints
+VARINT_FIELDS = ("width", "height", "num_layers", "lengths", "ladder_len", "ladder", "tile_h", "tile_w")
 
-    Counts are read from the data as they are (absurd ones included), so the
-    offsets may run past the end. None when the data stops before the counts.
-    """
+
+def _compact(data: bytes) -> bool:
+    return len(data) > 4 and data[4] >= container.COMPACT_HEADER
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """(value, end) of the varint at ``pos``, without any check: a varint cut by the data's
+    end reads as far as it goes and ends one byte past it."""
+    value = shift = 0
+    while pos < len(data):
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if byte < 0x80:
+            return value, pos
+    return value, pos + 1
+
+
+def _layout(data: bytes):
+    """(``field -> (offset, size)``, ``array field -> [(offset, size)] per element``) or None."""
     data = bytes(data)
     if len(data) < 6:
         return None
-    layout, pos = {}, 0
+    layout, elements, pos = {}, {}, 0
+    compact = _compact(data)
 
     def put(name, size):
         nonlocal pos
         layout[name] = (pos, size)
         pos += size
 
+    def put_int(name, fmt):
+        """One integer field (a varint in version 7); its value, None past the data's end."""
+        nonlocal pos
+        if compact:
+            value, end = _read_varint(data, pos)
+            put(name, end - pos)
+            return value if end <= len(data) else None
+        put(name, struct.calcsize(fmt))
+        return struct.unpack_from(fmt, data, pos - struct.calcsize(fmt))[0] if pos <= len(data) else None
+
+    def put_array(name, count):
+        nonlocal pos
+        start, spans = pos, []
+        for _ in range(count):
+            end = _read_varint(data, pos)[1] if compact and name in VARINT_FIELDS else pos + 4
+            spans.append((pos, end - pos))
+            pos = end
+        layout[name], elements[name] = (start, pos - start), spans
+
     put("magic", 4)
     put("version", 1)
     put("name_len", 1)
     put("name", data[5])
     put("digest", 8)
-    put("width", 4)
-    put("height", 4)
-    put("num_layers", 2)
-    if pos > len(data):
+    put_int("width", ">I")
+    put_int("height", ">I")
+    num_layers = put_int("num_layers", ">H")
+    if num_layers is None:
         return None
-    num_layers = struct.unpack_from(">H", data, pos - 2)[0]
+    num_layers = min(num_layers, 1 << 16)
     put("num_checks", 1)
     if pos > len(data):
         return None
-    num_checks = data[pos - 1]
-    put("checks", 4 * num_checks)
-    put("lengths", 4 * num_layers)
+    put_array("checks", data[pos - 1])
+    put_array("lengths", num_layers)
     if not container.crc_trailer(data[4]):        # version 6 ends each layer with its CRC instead
-        put("crcs", 4 * num_layers)
+        put_array("crcs", num_layers)
     if data[4] >= 2:
         put("layout", 1)
-        put("ladder_len", 1)
-        if pos > len(data):
+        ladder_len = put_int("ladder_len", ">B")
+        if ladder_len is None:
             return None
-        put("ladder", 4 * data[pos - 1])
+        put_array("ladder", min(ladder_len, 1 << 16))
         layout_byte = data[layout["layout"][0]]
         if data[4] >= 4 and layout_byte & 16:     # a tiled file: tile height, width
-            put("tile_h", 2)
-            put("tile_w", 2)
+            put_int("tile_h", ">H")
+            put_int("tile_w", ">H")
     put("hcrc", 4)
-    return layout
+    return layout, elements
+
+
+def header_layout(data: bytes) -> dict[str, tuple[int, int]] | None:
+    """``field -> (offset, size)`` as the bytes claim it, without any check.
+
+    Counts are read from the data as they are (absurd ones included), so the
+    offsets may run past the end. None when the data stops before the counts.
+    """
+    found = _layout(data)
+    return None if found is None else found[0]
+
+
+def element_spans(data: bytes, name: str) -> list[tuple[int, int]]:
+    """(offset, size) of each element of an array field (checks, lengths, crcs, ladder)."""
+    found = _layout(data)
+    return [] if found is None else found[1].get(name, [])
+
+
+def _span(data: bytes, name: str, index: int = 0) -> tuple[int, int] | None:
+    found = _layout(data)
+    if found is None:
+        return None
+    layout, elements = found
+    if name in ARRAY_FIELDS:
+        spans = elements[name]
+        return spans[index] if index < len(spans) else (layout[name][0] + layout[name][1], 4)
+    return layout[name]
+
+
+def get_field(data: bytes, name: str, index: int = 0) -> int:
+    """An integer field as the bytes hold it (``index``-th element for arrays)."""
+    off, size = _span(data, name, index)
+    if _compact(data) and name in VARINT_FIELDS:
+        return _read_varint(data, off)[0]
+    return struct.unpack_from(FIELD_FORMATS[name], data, off)[0]
 
 
 def fix_header_crc(data: bytes) -> bytes:
@@ -180,13 +251,17 @@ def fix_header_crc(data: bytes) -> bytes:
 
 
 def set_field(data: bytes, name: str, value, index: int = 0, fix_crc: bool = True) -> bytes:
-    """Overwrite one header field (``index``-th element for arrays) in place; bytes past the end are dropped."""
-    layout = header_layout(data)
-    if layout is None:
+    """Overwrite one header field (``index``-th element for arrays) in place; bytes past the end
+    are dropped. A version-7 varint field is rewritten in its new length (the bytes after it move)."""
+    span = _span(data, name, index)
+    if span is None:
         return bytes(data)
-    off, size = layout[name]
-    if name in ARRAY_FIELDS:
-        off, size = off + 4 * index, 4
+    off, size = span
+    if _compact(data) and name in VARINT_FIELDS and isinstance(value, int):
+        if off >= len(data):
+            return bytes(data)
+        out = bytes(data[:off]) + container.pack_uvarints([value & U32]) + bytes(data[off + size:])
+        return fix_header_crc(out) if fix_crc else out
     if isinstance(value, int):
         fmt = FIELD_FORMATS[name]
         value = struct.pack(fmt, value & ((1 << (8 * struct.calcsize(fmt))) - 1))
@@ -312,7 +387,7 @@ def _header_field(rng, s: Sample, fix_crc: bool, max_side) -> bytes:
     name = rng.choice([n for n in INT_FIELDS + ARRAY_FIELDS + ("magic", "name", "digest", "hcrc") if n in present])
     if name in INT_FIELDS:
         try:
-            current = struct.unpack_from(FIELD_FORMATS[name], s.data, header_layout(s.data)[name][0])[0]
+            current = get_field(s.data, name)
         except (struct.error, TypeError):  # data too short for the field as its counts place it
             current = 1
         return set_field(s.data, name, rng.choice(_int_values(name, current, max_side)), fix_crc=fix_crc)

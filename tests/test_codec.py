@@ -234,7 +234,7 @@ def test_info(encoded, net, layer_ends):
     meta = progcodec.info(encoded)
     assert meta["model"] == "vam" and (meta["width"], meta["height"]) == (96, 64)
     assert meta["weights"] == net.weights_digest.hex()
-    assert meta["declared_layers"] == 16 and meta["format_version"] == 6
+    assert meta["declared_layers"] == 16 and meta["format_version"] == container.FORMAT_VERSION
     assert meta["preview"] is True and len(meta["ladder"]) == 14
     assert [layer["index"] for layer in meta["layers"]] == list(range(1, 17))
     assert layer_ends[-1] == len(encoded)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from progcodec import container
 from progcodec.container import (
-    MAGIC, MAX_CHECKSUMS, MAX_LAYERS, MAX_NAME, MAX_PIXELS, MAX_SIDE, build, pack_strings, parse, parse_header,
+    MAGIC, MAX_CHECKSUMS, MAX_LAYERS, MAX_NAME, MAX_PIXELS, MAX_SIDE, Header, build, pack_strings, parse, parse_header,
     prefix, unpack_strings,
 )
 from progcodec.errors import ContainerError, ProgcodecError
@@ -34,8 +34,8 @@ def test_build_parse_round_trip():
     h = pgc.header
     assert (h.model, h.weights_digest, h.width, h.height) == ("vam", DIGEST, 97, 31)
     assert h.checksums == CHECKS
-    assert h.version == container.FORMAT_VERSION == 6
-    # version 6: each layer's span ends with its CRC32, and the header holds no CRC array
+    assert h.version == container.FORMAT_VERSION == 7
+    # from version 6: each layer's span ends with its CRC32, and the header holds no CRC array
     assert h.layer_lengths == tuple(len(b) + 4 for b in LAYERS) and h.layer_crcs == ()
     starts = [pgc.header_size] + pgc.layer_ends[:-1]
     for layer, start, end in zip(LAYERS, starts, pgc.layer_ends):
@@ -51,7 +51,7 @@ def test_build_parse_round_trip():
 def test_version_6_and_its_earlier_layout_hold_the_same_file(options, legacy):
     """convert() rewrites a file in the earlier layout (CRCs in the header) and back, losslessly;
     the version-6 header is 4 bytes a layer smaller, the file the same size."""
-    data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, **options)
+    data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, version=6, **options)
     old = container.convert(data, legacy)
     assert old == build("vam", DIGEST, 97, 31, LAYERS, CHECKS, version=legacy, **options)
     new_pgc, old_pgc = parse(data), parse(old)
@@ -61,6 +61,50 @@ def test_version_6_and_its_earlier_layout_hold_the_same_file(options, legacy):
     assert container.convert(old, 6) == data
     with pytest.raises(ContainerError, match="format version"):
         build("vam", DIGEST, 97, 31, LAYERS, CHECKS, version=4, **options)
+
+
+LADDER = (168859, 430386, 779539, 1190191, 16777216)    # cumulative shares in 2**-24, as vam writes them
+
+
+@pytest.mark.parametrize("options", [{}, {"rem": True, "preview": True, "ladder": LADDER}, {"tile": (256, 320)}])
+def test_version_7_is_version_6_with_varint_sizes(options):
+    """Version 7 holds what version 6 holds (convert goes both ways byte for byte); only the
+    width, height, layer count, layer lengths, ladder (first value, then each rise) and tile
+    are varints, so the header is smaller by exactly what those fields save."""
+    size = (5000, 4000) if "tile" in options else (97, 31)
+    data = build("vam", DIGEST, *size, LAYERS, CHECKS, **options)
+    v6 = container.convert(data, 6)
+    assert container.convert(v6, 7) == data and parse(data).layers == parse(v6).layers == LAYERS
+    h7, h6 = parse(data).header, parse(v6).header
+    assert (h7.version, h6.version) == (7, 6) and h7 == Header(**{**h6.__dict__, "version": 7})
+    ladder = options.get("ladder", ())
+    steps = [b - a for a, b in zip((0,) + ladder, ladder)]
+    varints = (container.pack_uvarints([*size, len(LAYERS), *h7.layer_lengths, len(ladder), *steps])
+               + container.pack_uvarints(options.get("tile", ())))
+    fixed = 10 + 4 * len(LAYERS) + 1 + 4 * len(ladder) + 4 * ("tile" in options)
+    assert parse(v6).header_size - parse(data).header_size == fixed - len(varints)
+    bound = container.header_size("vam", len(LAYERS), len(CHECKS), len(ladder), "tile" in options, width=size[0],
+                                  height=size[1], max_length=max(h7.layer_lengths),
+                                  max_ladder_step=max(steps, default=0))
+    # each length and step is counted at the size of the largest: the shorter ones less
+    spare = sum(container.varint_size(max(values)) - container.varint_size(v)
+                for values in (h7.layer_lengths, steps) for v in values)
+    assert parse(data).header_size == bound - spare
+
+
+def test_version_7_refuses_a_falling_ladder_and_long_varints(fuzzlib):
+    with pytest.raises(ContainerError, match="must not fall"):
+        build("vam", DIGEST, 97, 31, LAYERS, CHECKS, ladder=(5, 3))
+    assert parse(build("vam", DIGEST, 97, 31, LAYERS, CHECKS, ladder=(5, 3), version=6)).header.ladder == (5, 3)
+    data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS)
+    off = fuzzlib.header_layout(data)["width"][0]
+    assert data[off:off + 1] == bytes([97])
+    longer = fuzzlib.fix_header_crc(data[:off] + bytes([97 | 0x80, 0]) + data[off + 1:])   # 97 in two bytes
+    with pytest.raises(ContainerError, match="shortest form"):
+        parse(longer)
+    endless = fuzzlib.fix_header_crc(data[:off] + b"\xff" * 6 + data[off + 1:])
+    with pytest.raises(ContainerError, match="too long"):
+        parse(endless)
 
 
 def test_version_6_damaged_trailer_or_layer_is_caught():
@@ -204,9 +248,9 @@ def test_short_or_foreign_data_is_an_error(data):
         parse(data)
 
 
-@pytest.mark.parametrize("version", [0, 7, 255])
+@pytest.mark.parametrize("version", [0, 8, 255])
 def test_unknown_version_is_an_error(fuzzlib, sample, version):
-    with pytest.raises(ContainerError, match=f"version {version} .this build reads 1, 2, 3, 4, 5, 6"):
+    with pytest.raises(ContainerError, match=f"version {version} .this build reads 1, 2, 3, 4, 5, 6, 7\\)"):
         parse(fuzzlib.set_field(sample.data, "version", version))
 
 
@@ -232,12 +276,15 @@ def test_version_1_files_still_parse():
 
 @pytest.mark.parametrize("preview, ladder", [(False, ()), (True, ()), (True, (1, 2, 1 << 24)), (False, (5,) * 64)])
 def test_version_2_layout_and_ladder_round_trip(preview, ladder):
-    for version in (2, 6):
+    for version in (2, 6, 7):
         data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=preview, ladder=ladder, version=version)
         h = parse(data).header
         assert (h.version, h.preview, h.ladder) == (version, preview, ladder)
-        assert parse(data).header_size == container.header_size("vam", len(LAYERS), len(CHECKS), len(ladder),
-                                                                version=version)
+        # version 7: at most the size for these values; by default, the largest any values give
+        exact = {"width": 97, "height": 31, "max_length": 304, "max_ladder_step": max(ladder, default=0)}
+        size = container.header_size("vam", len(LAYERS), len(CHECKS), len(ladder), version=version, **exact)
+        largest = container.header_size("vam", len(LAYERS), len(CHECKS), len(ladder), version=version)
+        assert parse(data).header_size == size if version < 7 else parse(data).header_size <= size <= largest
 
 
 def test_version_3_is_written_only_for_a_fine_ladder():
@@ -250,7 +297,7 @@ def test_version_3_is_written_only_for_a_fine_ladder():
                                                                               False, False)
     assert parse(prefix(data, 1)).header.version == 3
     assert parse(build("progdtd", DIGEST, 97, 31, LAYERS, CHECKS, ladder=(1, 3, 5), version=2)).header.version == 2
-    with pytest.raises(ContainerError, match="format version 3 or 6"):
+    with pytest.raises(ContainerError, match="format version 3, 6 or 7"):
         build("progdtd", DIGEST, 97, 31, LAYERS, CHECKS, ladder=(1, 3, 5), fine_ladder=True, version=2)
 
 

@@ -32,7 +32,7 @@ def _pixels(image):
 def test_every_prefix_round_trips_with_rems(astronaut, rem_weights, options):
     data = progcodec.encode(astronaut, model=rem_weights, **options)
     header = container.parse(data).header
-    assert header.rem and header.version == 6 and len(header.checksums) == 5
+    assert header.rem and header.version == container.FORMAT_VERSION and len(header.checksums) == 5
     meta = progcodec.info(data)
     assert meta["rem"] is True
     streamed = [image for _, image in progcodec.iter_decode(data, model=rem_weights)]
@@ -50,7 +50,7 @@ def test_rems_change_the_bits_and_the_mean_fill_but_not_the_first_layers(astrona
     with_rem = progcodec.encode(astronaut, model=rem_weights, ladder=40)
     without = progcodec.encode(astronaut, model=rem_weights, ladder=40, rem=False)
     a, b = container.parse(with_rem), container.parse(without)
-    assert not b.header.rem and b.header.version == 6 and len(b.header.checksums) == 3
+    assert not b.header.rem and b.header.version == container.FORMAT_VERSION and len(b.header.checksums) == 3
     assert a.layers[:3] == b.layers[:3] and a.layers != b.layers
     late = len(a.layers) - 3
     assert not np.array_equal(_pixels(progcodec.decode(with_rem, layers=late, model=rem_weights)),

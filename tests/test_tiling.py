@@ -67,9 +67,9 @@ def test_tiled_analysis_and_synthesis_are_the_whole_image_transforms(wide, net):
 
 def test_every_layer_prefix_decodes_to_the_full_image(tiled, wide):
     header = container.parse(tiled).header
-    assert header.version == 6 and header.tile == (192, 256) and header.checksums == ()
+    assert header.version == container.FORMAT_VERSION and header.tile == (192, 256) and header.checksums == ()
     meta = progcodec.info(tiled)
-    assert meta["tiles"] == [2, 2, 192, 256] and meta["format_version"] == 6
+    assert meta["tiles"] == [2, 2, 192, 256] and meta["format_version"] == container.FORMAT_VERSION
     streamed = [np.asarray(image) for _, image in progcodec.iter_decode(tiled)]
     assert len(streamed) == len(meta["layers"]) == 16
     for k, pixels in enumerate(streamed, start=1):

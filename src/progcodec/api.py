@@ -149,7 +149,10 @@ def _encode_to_targets(net, im, x, bpp, max_bytes, preview, ladder, layers, rem)
     count = len(targets) + int(preview)
     if count > container.MAX_LAYERS:
         raise ProgcodecError(f"at most {container.MAX_LAYERS} layers, not {count}")
-    head = container.header_size(net.name, count, net.checksum_count(rem), len(targets))
+    # version 7 writes lengths and ladder steps as varints: room for the longest layer and the
+    # largest step a ladder can take (vam's shares and progdtd's fine channel counts are < 2**24)
+    head = container.header_size(net.name, count, net.checksum_count(rem), len(targets), width=im.width,
+                                 height=im.height, max_length=int(max(targets)), max_ladder_step=(1 << 24) - 1)
     unit = (lambda b: f"{b * 8 / pixels:.4f} bpp") if bpp is not None else (lambda b: f"{b:.0f} B")
     # each layer up to a target ends with its CRC32 (LAYER_TRAILER): that much less payload
     trailers = [container.crc_trailer(container.FORMAT_VERSION) * (k + 1 + int(preview)) for k in range(len(targets))]

@@ -31,13 +31,21 @@ Layout (all integers big-endian)::
     hcrc      I                  CRC32 of every header byte before it
     payload   layer 1 | layer 2 | ...; from version 6, each layer followed by its CRC32 (I)
 
+Version 7 writes the same fields with the integers that grow with the image as
+LEB128 varints (``pack_uvarints``, shortest form only): width, height and the
+layer count; each layer length; the ladder's count, then its first value and
+each rise from the value before (a ladder never falls); the tile's height and
+width. The checksums and CRCs keep their 4 bytes. vam's default header shrinks
+from 170 to about 115 bytes, and the preview (header and layer 1) with it.
+
 Version 1 files (no layout, no ladder: the default ladder, no preview) still
 parse. Version 6 moves each layer's CRC32 from the header to the end of the
 layer: the header no longer grows by 4 bytes a layer, so the first picture
 (the header and layer 1) comes 4 bytes a layer sooner, and a layer's bytes
-carry their own check. New files are version 6; ``build(version=...)``
-writes the earlier layouts (2 unless a fine ladder or REMs need 3, 5 when
-tiled) for readers that predate it. A prefix of the file that ends on a layer boundary is a valid
+carry their own check. Version 7 writes the header's sizes as varints (above).
+New files are version 7; ``build(version=...)`` writes version 6 or the
+earlier layout (2 unless a fine ladder or REMs need 3, 5 when tiled) for
+readers that predate it. A prefix of the file that ends on a layer boundary is a valid
 file with fewer layers: the header stays as written and the parser counts
 complete layers.
 """
@@ -51,8 +59,9 @@ from dataclasses import dataclass, field
 from .errors import ContainerError
 
 MAGIC = b"\x89PGC"
-FORMAT_VERSION = 6             # the newest version this build writes
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+FORMAT_VERSION = 7             # the newest version this build writes
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
+COMPACT_HEADER = 7             # from version 7 the header's sizes and lengths are varints
 LAYER_TRAILER = 4              # version 6: each layer ends with its CRC32
 LAYOUT_PREVIEW = 1
 LAYOUT_BASE_CHUNK = 2
@@ -62,7 +71,7 @@ LAYOUT_TILED = 16              # from version 4
 FINE_CHANNEL_UNIT = 1 << 16    # a fine ladder's channel counts are in units of 2**-16
 LAYOUT_BITS = {2: LAYOUT_PREVIEW | LAYOUT_BASE_CHUNK,
                3: LAYOUT_PREVIEW | LAYOUT_BASE_CHUNK | LAYOUT_FINE_LADDER | LAYOUT_REM}
-LAYOUT_BITS[4] = LAYOUT_BITS[5] = LAYOUT_BITS[6] = LAYOUT_BITS[3] | LAYOUT_TILED
+LAYOUT_BITS[4] = LAYOUT_BITS[5] = LAYOUT_BITS[6] = LAYOUT_BITS[7] = LAYOUT_BITS[3] | LAYOUT_TILED
 MAX_NAME = 32
 MAX_LAYERS = 64
 MAX_CHECKSUMS = 8
@@ -146,17 +155,30 @@ def _check_header_fields(model: str, digest: bytes, width: int, height: int,
         raise ContainerError("implausible ladder")
 
 
+def varint_size(value: int) -> int:
+    """Bytes of ``value`` as a LEB128 varint."""
+    return max(1, (int(value).bit_length() + 6) // 7)
+
+
 def header_size(model: str, num_layers: int, num_checksums: int, ladder_len: int, tiled: bool = False,
-                version: int = FORMAT_VERSION) -> int:
+                version: int = FORMAT_VERSION, *, width: int = MAX_SIDE, height: int = MAX_SIDE,
+                max_length: int = MAX_LAYER_BYTES + LAYER_TRAILER, max_ladder_step: int = (1 << 32) - 1) -> int:
     """Bytes of a header as ``build`` writes it: what a rate target must leave room for
-    (from version 6, with ``LAYER_TRAILER`` bytes more at the end of each layer)."""
+    (from version 6, with ``LAYER_TRAILER`` bytes more at the end of each layer). Version 7's
+    varints depend on the values: this is its size when no layer is longer than ``max_length``
+    and no ladder step larger than ``max_ladder_step`` (by default, the largest header)."""
+    fixed = 4 + 2 + len(model) + 8 + 1 + 4 * num_checksums + 1 + 4
+    if version >= COMPACT_HEADER:
+        return (fixed + varint_size(width) + varint_size(height) + varint_size(num_layers)
+                + num_layers * varint_size(max_length) + varint_size(ladder_len)
+                + ladder_len * varint_size(max_ladder_step) + 2 * varint_size(1 << 12) * tiled)
     crcs = 0 if crc_trailer(version) else 4 * num_layers
-    return (4 + 2 + len(model) + 8 + 10 + 1 + 4 * num_checksums + 4 * num_layers + crcs + 1 + 1 + 4 * ladder_len
-            + 4 * tiled + 4)
+    return fixed + 10 + 4 * num_layers + crcs + 1 + 4 * ladder_len + 4 * tiled
 
 
 # The largest header any file can have: a client that fetches this many bytes first has it whole.
-MAX_HEADER_BYTES = header_size("x" * MAX_NAME, MAX_LAYERS, MAX_CHECKSUMS, MAX_LAYERS, tiled=True, version=5)
+MAX_HEADER_BYTES = max(header_size("x" * MAX_NAME, MAX_LAYERS, MAX_CHECKSUMS, MAX_LAYERS, tiled=True, version=v)
+                       for v in (5, COMPACT_HEADER))
 
 
 def build(model: str, weights_digest: bytes, width: int, height: int,
@@ -168,8 +190,9 @@ def build(model: str, weights_digest: bytes, width: int, height: int,
     REMs, 5 for tiles of ``tile`` = (height, width) pixels)."""
     legacy = 5 if tile else 3 if fine_ladder or rem else 2
     version = FORMAT_VERSION if version is None else version
-    if version not in (legacy, FORMAT_VERSION):
-        raise ContainerError(f"this file is written as format version {legacy} or {FORMAT_VERSION}, not {version}")
+    if version not in (legacy, 6, FORMAT_VERSION):
+        raise ContainerError(f"this file is written as format version {legacy}, 6 or {FORMAT_VERSION}, "
+                             f"not {version}")
     trailer = crc_trailer(version)
     crcs = [zlib.crc32(b) for b in layers]
     lengths = [len(b) + trailer for b in layers]
@@ -178,19 +201,22 @@ def build(model: str, weights_digest: bytes, width: int, height: int,
     _check_header_fields(model, weights_digest, width, height, checksums, lengths, () if trailer else crcs, ladder,
                          tile, version)
     name = model.encode("ascii")
-    head = b"".join([
-        MAGIC,
-        struct.pack(">BB", version, len(name)), name,
-        weights_digest,
-        struct.pack(">IIH", width, height, len(layers)),
-        struct.pack(f">B{len(checksums)}I", len(checksums), *checksums),
-        struct.pack(f">{len(layers)}I", *lengths),
-        b"" if trailer else struct.pack(f">{len(layers)}I", *crcs),
-        struct.pack(f">BB{len(ladder)}I", (LAYOUT_PREVIEW if preview else 0) | (LAYOUT_BASE_CHUNK if base_chunk else 0)
-                    | (LAYOUT_FINE_LADDER if fine_ladder else 0) | (LAYOUT_REM if rem else 0)
-                    | (LAYOUT_TILED if tile else 0), len(ladder), *ladder),
-        struct.pack(">HH", *tile) if tile else b"",
-    ])
+    layout = ((LAYOUT_PREVIEW if preview else 0) | (LAYOUT_BASE_CHUNK if base_chunk else 0)
+              | (LAYOUT_FINE_LADDER if fine_ladder else 0) | (LAYOUT_REM if rem else 0) | (LAYOUT_TILED if tile else 0))
+    checks = struct.pack(f">B{len(checksums)}I", len(checksums), *checksums)
+    if version >= COMPACT_HEADER:
+        steps = [b - a for a, b in zip((0,) + ladder, ladder)]
+        if any(step < 0 for step in steps):
+            raise ContainerError("a ladder must not fall")
+        fields = [pack_uvarints((width, height, len(layers))), checks, pack_uvarints(lengths),
+                  bytes([layout]), pack_uvarints([len(ladder)] + steps), pack_uvarints(tile or ())]
+    else:
+        fields = [struct.pack(">IIH", width, height, len(layers)), checks,
+                  struct.pack(f">{len(layers)}I", *lengths),
+                  b"" if trailer else struct.pack(f">{len(layers)}I", *crcs),
+                  struct.pack(f">BB{len(ladder)}I", layout, len(ladder), *ladder),
+                  struct.pack(">HH", *tile) if tile else b""]
+    head = b"".join([MAGIC, struct.pack(">BB", version, len(name)), name, weights_digest, *fields])
     if trailer:
         layers = [b + struct.pack(">I", crc) for b, crc in zip(layers, crcs)]
     return head + struct.pack(">I", zlib.crc32(head)) + b"".join(layers)
@@ -222,6 +248,24 @@ class _Reader:
         size = struct.calcsize(fmt)
         return struct.unpack(fmt, self.take(size))
 
+    def uvarints(self, count: int) -> list[int]:
+        """``count`` varints in their shortest form (one encoding per header); at most 5 bytes each."""
+        values = []
+        for _ in range(count):
+            value = shift = 0
+            while True:
+                (byte,) = self.take(1)
+                value |= (byte & 0x7F) << shift
+                shift += 7
+                if byte < 0x80:
+                    break
+                if shift >= 35:
+                    raise ContainerError("corrupt header (varint too long)")
+            if byte == 0 and shift > 7:
+                raise ContainerError("corrupt header (varint not in its shortest form)")
+            values.append(value)
+        return values
+
 
 def parse_header(data: bytes) -> tuple[Header, int]:
     """Read and verify the header; returns it and its size in bytes."""
@@ -238,20 +282,30 @@ def parse_header(data: bytes) -> tuple[Header, int]:
         raise ContainerError("corrupt header (model name length)")
     name = r.take(name_len)
     digest = r.take(8)
-    width, height, num_layers = r.unpack(">IIH")
+    compact = version >= COMPACT_HEADER
+    width, height, num_layers = r.uvarints(3) if compact else r.unpack(">IIH")
     (num_checks,) = r.unpack(">B")
     if num_checks > MAX_CHECKSUMS or not 1 <= num_layers <= MAX_LAYERS:
         raise ContainerError("corrupt header (counts out of range)")
     checksums = r.unpack(f">{num_checks}I")
-    lengths = r.unpack(f">{num_layers}I")
+    lengths = r.uvarints(num_layers) if compact else r.unpack(f">{num_layers}I")
     crcs = () if crc_trailer(version) else r.unpack(f">{num_layers}I")
     layout, ladder = 0, ()
     if version >= 2:
-        layout, ladder_len = r.unpack(">BB")
+        (layout,) = r.unpack(">B")
+        (ladder_len,) = r.uvarints(1) if compact else r.unpack(">B")
         if layout & ~LAYOUT_BITS[version] or ladder_len > MAX_LAYERS:
             raise ContainerError("corrupt header (layout or ladder)")
-        ladder = r.unpack(f">{ladder_len}I")
-    tile = r.unpack(">HH") if layout & LAYOUT_TILED else None
+        if compact:    # the first value, then each rise
+            ladder, total = [], 0
+            for step in r.uvarints(ladder_len):
+                total += step
+                ladder.append(total)
+        else:
+            ladder = r.unpack(f">{ladder_len}I")
+    tile = None
+    if layout & LAYOUT_TILED:
+        tile = tuple(r.uvarints(2)) if compact else r.unpack(">HH")
     (header_crc,) = r.unpack(">I")
     if zlib.crc32(data[:r.pos - 4]) != header_crc:
         raise ContainerError("corrupt header (CRC mismatch)")
