@@ -120,7 +120,10 @@ def main(argv=None) -> int:
 
     mean = {k: statistics.mean(r[k] for r in rows if r[k] is not None)
             for k in rows[0] if isinstance(rows[0][k], (int, float))}
-    mean["streamed_over_independent"] = mean["iter_decode_all_s"] / mean["independent_decodes_s"]
+    timed_rows = [r for r in rows if r["iter_decode_all_s"] is not None]
+    mean["streamed_over_independent"] = (statistics.mean(r["iter_decode_all_s"] for r in timed_rows)
+                                         / statistics.mean(r["independent_decodes_s"] for r in timed_rows)
+                                         if timed_rows else None)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "results.json").write_text(json.dumps({"model": net.weights_digest.hex(), "mean": mean,
                                                           "images": rows}, indent=2) + "\n")
@@ -136,8 +139,8 @@ def main(argv=None) -> int:
     sheet.save(args.output / "preview.png")
     print(f"mean over {len(rows)}: preview {mean['preview_bytes']:.0f} B {mean['preview_psnr']:.2f} dB / "
           f"{mean['preview_ms_ssim']:.4f}; JPEG {mean['jpeg_bytes']:.0f} B {mean['jpeg_psnr']:.2f} dB / "
-          f"{mean['jpeg_ms_ssim']:.4f}; first image {mean['first_image_s']:.2f} s; "
-          f"iter_decode / independent = {mean['streamed_over_independent']:.2f}")
+          f"{mean['jpeg_ms_ssim']:.4f}; first image {mean['first_image_s']:.2f} s"
+          + (f"; iter_decode / independent = {mean['streamed_over_independent']:.2f}" if timed_rows else ""))
     return 0
 
 
