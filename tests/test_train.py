@@ -304,6 +304,48 @@ def test_rem_stage_trains_only_the_rems_and_lowers_the_residual_rate(photo_dir, 
         train(_config(photo_dir, tmp_path / "d", model="progdtd", stage="rem", init=base.out))
 
 
+def test_rem_cache_trains_the_rems_on_the_frozen_backbones_statistics(photo_dir, tmp_path):
+    """--rem-cache N: the backbone's statistics of N crops are computed once. The REM loss of
+    a batch of statistics is the loss of the images they came from; cached batches are cached
+    crops, some flipped; training from the cache lowers the loss and leaves the backbone as it was."""
+    from safetensors.torch import load_file
+
+    from progcodec.train.data import RandomCrops, find_images
+    from progcodec.train.rem_cache import RemStatisticsCache
+    from progcodec.weights import load_model
+
+    base = _config(photo_dir, tmp_path / "a", steps=20, lr=2e-3, warmup=2)
+    train(base)
+    losses = []
+    rem = _config(photo_dir, tmp_path / "b", steps=40, lr=3e-3, warmup=2, init=base.out, stage="rem",
+                  rem_shares=(0.1, 0.4), rem_cache=6)
+    manifest = train(rem, on_event=lambda kind, info: kind == "step" and losses.append(info["loss"]))
+    assert manifest["training"]["rem_cache"] == 6 and manifest["training"]["stage"] == "rem"
+    assert np.mean(losses[-8:]) < np.mean(losses[:8])
+    before, after = load_file(base.out), load_file(rem.out)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+    model = load_model(rem.out).eval()
+    model.training_stage = "rem"
+    crops = RandomCrops(find_images([photo_dir]), 64, seed=3)
+    x = crops.batch(3)
+    from_images, from_stats = model(x), model(model.rem_statistics(x))
+    assert float(from_stats["bpp_base"]) > 0
+    for key in ("loss", "bpp_base", "bpp_full"):
+        assert torch.equal(from_images[key], from_stats[key])
+    cache = RemStatisticsCache(model, crops, 5, batch=2, seed=1)
+    assert len(cache) == 5 and cache.tensors["residual"].shape[1:] == (model.M, 4, 4)
+    drawn = cache.batch(16)["residual"]
+    kept = cache.tensors["residual"]
+    variants = [kept, kept.flip(-1), kept.flip(-2), kept.flip(-1).flip(-2)]
+    assert all(any(torch.equal(d, v[i]) for v in variants for i in range(5)) for d in drawn)
+    assert any(not any(torch.equal(d, kept[i]) for i in range(5)) for d in drawn)    # some are flipped
+    with pytest.raises(ValueError, match="rate loss"):
+        train(_config(photo_dir, tmp_path / "c", stage="rem", init=base.out, rem_loss="rd", rem_cache=4))
+    with pytest.raises(ValueError, match="--stage rem"):
+        train(_config(photo_dir, tmp_path / "d", rem_cache=4))
+
+
 def test_rem_rd_loss_improves_the_mean_fill_of_a_later_layer(photo_dir, tmp_path):
     """--rem-loss rd: the REMs also learn the mean fill of a layer past their point, through the
     frozen synthesis; on fixed images (eval: fixed layer shares) the RD loss falls below that of

@@ -73,6 +73,9 @@ def main():
 @click.option("--rem-loss", type=click.Choice(["rate", "rd"]), default="rate", show_default=True,
               help="--stage rem: rate (the paper's: bits of the residual after each REM point) or rd "
                    "(also the distortion of a later layer, whose unreceived elements take the refined means).")
+@click.option("--rem-cache", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="--stage rem, rate loss: compute the frozen backbone's statistics of N crops once and train "
+                   "the REMs on batches drawn from them (about 0.8 MB a 256-px crop; 0: fresh crops every step).")
 @click.option("--resume", type=click.Path(exists=True), default=None, help="Checkpoint to continue from.")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Fine-tune: start from exported .safetensors weights with a fresh optimiser.")

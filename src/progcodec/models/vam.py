@@ -140,10 +140,26 @@ class VarianceAwareMasking(ProgressiveModel):
             "x_hat": x_q,
         }
 
-    def forward_rem(self, x: torch.Tensor) -> dict:
+    @torch.no_grad()
+    def rem_statistics(self, x: torch.Tensor) -> dict:
+        """What the REMs learn from, from the frozen backbone: the decoded base, the residual
+        and its hyperprior parameters. Training only the REMs, these never change for a crop,
+        so a trainer may compute them once (train/rem_cache.py)."""
+        with transform_precision(self.transform_dtype, x.device):
+            features = self.g_a(x)
+            y_base, y_top = self.head_base(features).float(), self.head_top(features).float()
+        z_hat, _ = self.entropy_bottleneck(self.h_a(torch.cat([y_base, y_top], 1)), training=False)
+        hyper = self.h_s(z_hat)
+        scales_b, means_b = hyper.chunk(2, 1)
+        y_hat_base = torch.round(y_base - means_b) + means_b
+        scales, means = self.residual.residual_params(hyper, y_hat_base).chunk(2, 1)
+        return {"y_hat_base": y_hat_base, "means": means, "scales": scales, "residual": y_top - y_hat_base}
+
+    def forward_rem(self, x) -> dict:
         """Rate of the residual still to come at each REM point, coded with the REM's refined
         parameters (the paper's rate-only loss); everything but the REMs is frozen and runs
         without gradients. ``bpp_base`` is the same rate with the hyperprior's parameters.
+        ``x`` is a batch of images or their :meth:`rem_statistics` (rate loss only).
 
         With ``rem_loss == "rd"`` the refined mean fill is priced too: per REM point, one
         layer further on (a share drawn between the point and the next one), decoded as it
@@ -151,27 +167,25 @@ class VarianceAwareMasking(ProgressiveModel):
         where nothing arrived) and weighted like the backbone's loss at that share. The
         gradient passes through the frozen synthesis. In eval mode the shares come from a
         fixed seed, so validation is repeatable."""
-        batch = x.shape[0]
-        pixels = batch * x.shape[2] * x.shape[3]
+        rd = getattr(self, "rem_loss", "rate") == "rd"
+        if isinstance(x, dict):
+            if rd:
+                raise ValueError("the rd REM loss needs the images, not only their statistics")
+            stats = x
+        else:
+            stats = self.rem_statistics(x)
+        y_hat_base, means, scales, residual = (stats[k] for k in ("y_hat_base", "means", "scales", "residual"))
+        batch = residual.shape[0]
+        pixels = batch * residual.shape[2] * residual.shape[3] * self.latent_stride**2
         with torch.no_grad():
-            with transform_precision(self.transform_dtype, x.device):
-                features = self.g_a(x)
-                y_base, y_top = self.head_base(features).float(), self.head_top(features).float()
-            z_hat, _ = self.entropy_bottleneck(self.h_a(torch.cat([y_base, y_top], 1)), training=False)
-            hyper = self.h_s(z_hat)
-            scales_b, means_b = hyper.chunk(2, 1)
-            y_hat_base = torch.round(y_base - means_b) + means_b
-            scales, means = self.residual.residual_params(hyper, y_hat_base).chunk(2, 1)
-            residual = y_top - y_hat_base
             received_all = torch.round(residual - means)
         coder = self.residual.gaussian_conditional
-        bits, bits_before = x.new_zeros(()), x.new_zeros(())
-        distortion, mse_sum = x.new_zeros(()), x.new_zeros(())
+        bits, bits_before = residual.new_zeros(()), residual.new_zeros(())
+        distortion, mse_sum = residual.new_zeros(()), residual.new_zeros(())
         shares = self.residual.rem_shares
-        rd = getattr(self, "rem_loss", "rate") == "rd"
-        generator = None if self.training else torch.Generator(device=x.device).manual_seed(0)
+        generator = None if self.training else torch.Generator(device=residual.device).manual_seed(0)
         for j, (share, rem) in enumerate(zip(shares, self.residual.rems)):
-            mask = top_fraction_mask(scales, torch.full((batch,), share, device=x.device))
+            mask = top_fraction_mask(scales, torch.full((batch,), share, device=residual.device))
             refined_means, refined_scales = rem(y_hat_base, means, scales, mask * received_all, mask)
             # the symbols as coded: rounded around the refined mean (straight-through), not the
             # noise proxy, whose rate does not see where the mean moves the rounding
@@ -183,7 +197,7 @@ class VarianceAwareMasking(ProgressiveModel):
                 bits_before = bits_before - (torch.log2(before) * (1 - mask)).sum()
             if rd:
                 end = shares[j + 1] if j + 1 < len(shares) else 1.0
-                fraction = share + (end - share) * torch.rand(batch, device=x.device, generator=generator)
+                fraction = share + (end - share) * torch.rand(batch, device=residual.device, generator=generator)
                 later = top_fraction_mask(scales, fraction) - mask
                 r_hat = (mask * (received_all + means) + later * (symbols + refined_means)
                          + (1 - mask - later) * refined_means)
@@ -193,8 +207,8 @@ class VarianceAwareMasking(ProgressiveModel):
                 lam = self.lambda_base * (self.lambda_top / self.lambda_base) ** fraction
                 distortion = distortion + 255**2 * (lam * mse).mean()
                 mse_sum = mse_sum + mse.mean().detach()
-        out = {"loss": bits / pixels + distortion, "aux_loss": x.new_zeros(()), "bpp_full": (bits / pixels).detach(),
-               "bpp_base": bits_before / pixels, "x_hat": None}
+        out = {"loss": bits / pixels + distortion, "aux_loss": residual.new_zeros(()),
+               "bpp_full": (bits / pixels).detach(), "bpp_base": bits_before / pixels, "x_hat": None}
         if rd:
             out["mse_q"] = mse_sum / len(shares)
         return out

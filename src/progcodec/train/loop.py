@@ -49,6 +49,7 @@ class TrainConfig:
     stage: str = "full"            # "rem": train vam's Rate Enhancement Modules alone on a frozen --init model
     rem_shares: tuple = ()         # vam: where in the ranked residual each REM runs (stage rem: default 0.05)
     rem_loss: str = "rate"         # stage rem: "rate" (the paper's) or "rd" (also the refined mean fill's distortion)
+    rem_cache: int = 0             # stage rem: draw batches from this many crops' frozen statistics (rem_cache.py)
     checkpoint: str | None = None  # default: OUT with .ckpt
     checkpoint_every: int = 200
     checkpoint_minutes: float = 5.0
@@ -154,7 +155,7 @@ def _distributed() -> tuple[int, int]:
 def train(cfg: TrainConfig, on_event=None) -> dict:
     """Train ``cfg.model`` and export it to ``cfg.out``; returns the manifest.
 
-    ``on_event(kind, info)`` receives "load", "step", "val", "checkpoint" and
+    ``on_event(kind, info)`` receives "load", "cache" (--rem-cache), "step", "val", "checkpoint" and
     "done" events (the CLI draws its progress bar from them); only rank 0 emits.
     """
     rank, world = _distributed()
@@ -196,6 +197,10 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
         model.rem_loss = cfg.rem_loss
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith("residual.rems."))
+        if cfg.rem_cache and cfg.rem_loss != "rate":
+            raise ValueError("--rem-cache holds the backbone's statistics, not the images: it trains the rate loss")
+    elif cfg.rem_cache:
+        raise ValueError("--rem-cache is for --stage rem (a frozen backbone)")
     quantiles = [p for n, p in model.named_parameters() if n.endswith("quantiles") and p.requires_grad]
     main = [p for n, p in model.named_parameters() if not n.endswith("quantiles") and p.requires_grad]
     optimizer = torch.optim.Adam([{"params": main, "lr": cfg.lr}, {"params": quantiles, "lr": cfg.aux_lr}])
@@ -225,6 +230,12 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
         torch.set_rng_state(ckpt["torch_rng"])
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     model.train()
+    batches = data
+    if cfg.rem_cache:   # after loading: the statistics are the trained backbone's
+        from .rem_cache import RemStatisticsCache
+
+        batches = RemStatisticsCache(model, data, cfg.rem_cache, seed=cfg.seed + rank,
+                                     on_progress=lambda i, n: emit("cache", {"done": i, "total": n}))
 
     def checkpoint():
         if rank == 0:
@@ -257,7 +268,8 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
         while step < cfg.steps and not time_is_up():
             t0 = time.monotonic()
             optimizer.param_groups[0]["lr"] = learning_rate(cfg, step, (t0 - started) / 60)
-            x = data.batch(cfg.batch).to(device, non_blocking=True)
+            x = batches.batch(cfg.batch)
+            x = x.to(device, non_blocking=True) if torch.is_tensor(x) else x
             out = net(x)
             optimizer.zero_grad(set_to_none=True)
             (out["loss"] + out["aux_loss"]).backward()
@@ -301,6 +313,7 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
                 "warmup": cfg.warmup,
                 "stage": cfg.stage, **({"rem_shares": list(rem_shares)} if rem_shares else {}),
                 **({"rem_loss": cfg.rem_loss} if cfg.stage == "rem" else {}),
+                **({"rem_cache": cfg.rem_cache} if cfg.rem_cache else {}),
                 "data": [str(d) for d in cfg.data], "images": len(train_files),
                 "device": f"{device.type} ({platform.processor() or platform.machine()}, "
                           f"{torch.get_num_threads()} threads)" if device.type == "cpu"

@@ -31,6 +31,8 @@ class TrainingProgress:
     def on_event(self, kind: str, info: dict) -> None:
         if kind == "load":
             self.progress.update(self._task("loading images", info["total"]), completed=info["done"])
+        elif kind == "cache":
+            self.progress.update(self._task("caching REM statistics", info["total"]), completed=info["done"])
         elif kind == "step":
             psnr = "" if info["psnr"] != info["psnr"] else f" psnr {info['psnr']:.2f}"   # nan: a rate-only stage
             if not self.console.is_terminal and info["step"] % 50 == 0:
