@@ -195,8 +195,10 @@ def _layout(data: bytes):
         ladder_len = put_int("ladder_len", ">B")
         if ladder_len is None:
             return None
-        put_array("ladder", min(ladder_len, 1 << 16))
         layout_byte = data[layout["layout"][0]]
+        # version 8 names a standard ladder by its length alone (container.LAYOUT_STANDARD_LADDER)
+        standard = data[4] >= container.STANDARD_LADDER and layout_byte & container.LAYOUT_STANDARD_LADDER
+        put_array("ladder", 0 if standard else min(ladder_len, 1 << 16))
         if data[4] >= 4 and layout_byte & 16:     # a tiled file: tile height, width
             put_int("tile_h", ">H")
             put_int("tile_w", ">H")
@@ -392,7 +394,7 @@ def _header_field(rng, s: Sample, fix_crc: bool, max_side) -> bytes:
             current = 1
         return set_field(s.data, name, rng.choice(_int_values(name, current, max_side)), fix_crc=fix_crc)
     if name in ARRAY_FIELDS:
-        count = {"checks": len(s.header.checksums), "ladder": len(s.header.ladder)}.get(name, s.header.num_layers)
+        count = len(element_spans(s.data, name))    # a standard ladder (version 8) has no elements
         index = rng.randrange(max(count, 1))
         value = rng.choice((0, 1, U32, 1 << 31, rng.randrange(U32 + 1), container.MAX_LAYER_BYTES,
                             container.MAX_LAYER_BYTES + 1, len(s.data)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import string
 import struct
 import tracemalloc
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from progcodec import container
+from progcodec.coding.ladder import standard_ladder
 from progcodec.container import (
     MAGIC, MAX_CHECKSUMS, MAX_LAYERS, MAX_NAME, MAX_PIXELS, MAX_SIDE, Header, build, pack_strings, parse, parse_header,
     prefix, unpack_strings,
@@ -34,7 +36,7 @@ def test_build_parse_round_trip():
     h = pgc.header
     assert (h.model, h.weights_digest, h.width, h.height) == ("vam", DIGEST, 97, 31)
     assert h.checksums == CHECKS
-    assert h.version == container.FORMAT_VERSION == 7
+    assert h.version == container.FORMAT_VERSION == 8
     # from version 6: each layer's span ends with its CRC32, and the header holds no CRC array
     assert h.layer_lengths == tuple(len(b) + 4 for b in LAYERS) and h.layer_crcs == ()
     starts = [pgc.header_size] + pgc.layer_ends[:-1]
@@ -72,7 +74,7 @@ def test_version_7_is_version_6_with_varint_sizes(options):
     width, height, layer count, layer lengths, ladder (first value, then each rise) and tile
     are varints, so the header is smaller by exactly what those fields save."""
     size = (5000, 4000) if "tile" in options else (97, 31)
-    data = build("vam", DIGEST, *size, LAYERS, CHECKS, **options)
+    data = build("vam", DIGEST, *size, LAYERS, CHECKS, version=7, **options)
     v6 = container.convert(data, 6)
     assert container.convert(v6, 7) == data and parse(data).layers == parse(v6).layers == LAYERS
     h7, h6 = parse(data).header, parse(v6).header
@@ -105,6 +107,43 @@ def test_version_7_refuses_a_falling_ladder_and_long_varints(fuzzlib):
     endless = fuzzlib.fix_header_crc(data[:off] + b"\xff" * 6 + data[off + 1:])
     with pytest.raises(ContainerError, match="too long"):
         parse(endless)
+
+
+# Every standard ladder (coding.ladder.standard_ladder) of 1..64 chunks, as version 8 names them by their length:
+# a change to them changes what those files mean, so it must be a new format version.
+STANDARD_LADDERS_SHA256 = "5c4dc36c32ee2d9afedfc4395dac2b8efddc01a0102227aea0fdc9d22022c54b"
+
+
+def test_standard_ladders_are_pinned():
+    ladders = [standard_ladder(n) for n in range(1, MAX_LAYERS + 1)]
+    assert hashlib.sha256(repr(ladders).encode()).hexdigest() == STANDARD_LADDERS_SHA256
+    assert ladders[13] == (168859, 430386, 779539, 1190191, 1629065, 2135190, 2765830, 3358517, 4078211, 4952128,
+                           6126450, 7680548, 9628874, 1 << 24)   # vam's default 16 layers: preview, base, 14 chunks
+    assert all(len(q) == n and q[-1] == 1 << 24 and all(a < b for a, b in zip(q, q[1:]))
+               for n, q in enumerate(ladders, 1))
+
+
+@pytest.mark.parametrize("chunks", [1, 5, 14, MAX_LAYERS])
+def test_version_8_names_a_standard_ladder_by_its_length(fuzzlib, chunks):
+    """Version 8 is version 7 with a standard ladder written as its length alone: convert goes
+    both ways byte for byte, and the header is smaller by exactly the ladder's values."""
+    ladder = standard_ladder(chunks)
+    data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=True, ladder=ladder)
+    v7 = container.convert(data, 7)
+    assert container.convert(v7, 8) == data and parse(data).layers == parse(v7).layers == LAYERS
+    h8, h7 = parse(data).header, parse(v7).header
+    assert (h8.version, h8.ladder) == (8, ladder) and h8 == Header(**{**h7.__dict__, "version": 8})
+    assert fuzzlib.get_field(data, "layout") & container.LAYOUT_STANDARD_LADDER
+    steps = [b - a for a, b in zip((0,) + ladder, ladder)]
+    assert parse(v7).header_size - parse(data).header_size == len(container.pack_uvarints(steps))
+    # any other ladder is written value by value, as in version 7
+    other = ladder[:-1] + (ladder[-1] - 1,)
+    assert len(build("vam", DIGEST, 97, 31, LAYERS, CHECKS, ladder=other)) == \
+        len(build("vam", DIGEST, 97, 31, LAYERS, CHECKS, ladder=other, version=7))
+    with pytest.raises(ContainerError, match="standard ladder"):
+        parse(fuzzlib.set_field(data, "ladder_len", 0))
+    with pytest.raises(ContainerError, match="layout"):      # the bit is version 8's
+        parse(fuzzlib.set_field(v7, "layout", fuzzlib.get_field(v7, "layout") | container.LAYOUT_STANDARD_LADDER))
 
 
 def test_version_6_damaged_trailer_or_layer_is_caught():
@@ -248,9 +287,9 @@ def test_short_or_foreign_data_is_an_error(data):
         parse(data)
 
 
-@pytest.mark.parametrize("version", [0, 8, 255])
+@pytest.mark.parametrize("version", [0, 9, 255])
 def test_unknown_version_is_an_error(fuzzlib, sample, version):
-    with pytest.raises(ContainerError, match=f"version {version} .this build reads 1, 2, 3, 4, 5, 6, 7\\)"):
+    with pytest.raises(ContainerError, match=f"version {version} .this build reads 1, 2, 3, 4, 5, 6, 7, 8\\)"):
         parse(fuzzlib.set_field(sample.data, "version", version))
 
 
@@ -276,7 +315,7 @@ def test_version_1_files_still_parse():
 
 @pytest.mark.parametrize("preview, ladder", [(False, ()), (True, ()), (True, (1, 2, 1 << 24)), (False, (5,) * 64)])
 def test_version_2_layout_and_ladder_round_trip(preview, ladder):
-    for version in (2, 6, 7):
+    for version in (2, 6, 7, 8):
         data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=preview, ladder=ladder, version=version)
         h = parse(data).header
         assert (h.version, h.preview, h.ladder) == (version, preview, ladder)
@@ -297,7 +336,7 @@ def test_version_3_is_written_only_for_a_fine_ladder():
                                                                               False, False)
     assert parse(prefix(data, 1)).header.version == 3
     assert parse(build("progdtd", DIGEST, 97, 31, LAYERS, CHECKS, ladder=(1, 3, 5), version=2)).header.version == 2
-    with pytest.raises(ContainerError, match="format version 3, 6 or 7"):
+    with pytest.raises(ContainerError, match="format version 3, 6, 7 or 8"):
         build("progdtd", DIGEST, 97, 31, LAYERS, CHECKS, ladder=(1, 3, 5), fine_ladder=True, version=2)
 
 

@@ -7,9 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from progcodec.coding.ranking import (
-    DEFAULT_SCHEDULE, chunk_bounds, chunk_positions, rank_elements, top_fraction_mask, validate_schedule,
-)
+from progcodec.coding.ladder import DEFAULT_SCHEDULE, validate_schedule
+from progcodec.coding.ranking import chunk_bounds, chunk_positions, rank_elements, top_fraction_mask
 
 
 def _covers_exactly_once(chunks: list[torch.Tensor], n: int) -> None:

@@ -74,7 +74,7 @@ def file_ladder(net, ladder=None, preview: bool | None = None) -> tuple[tuple[in
             return tuple(net.ladder(ladder, preview=bool(preview))), bool(preview)
         values = [float(v) for v in ladder]
         if net.name == "vam":
-            from .coding.ranking import schedule_to_ladder
+            from .coding.ladder import schedule_to_ladder
 
             return schedule_to_ladder(values), bool(preview)
         return tuple(net.groups([int(v) for v in values])), bool(preview)

@@ -7,9 +7,8 @@ from compressai.entropy_models import GaussianConditional
 from torch import nn
 
 from .gaussian import Float32Path, Float64Path, GaussianSymbolCoder, ste_round, tensor_checksum, verify_checksum
-from .ranking import (
-    DEFAULT_SCHEDULE, bounds_of, chunk_bounds, chunk_positions, rank_elements, top_fraction_mask, validate_schedule,
-)
+from .ladder import DEFAULT_SCHEDULE, validate_schedule
+from .ranking import bounds_of, chunk_bounds, chunk_positions, rank_elements, top_fraction_mask
 from .rem import RateEnhancementModule, rem_positions
 
 

@@ -2,76 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-# Cumulative fractions of ranked residual elements at the end of each chunk:
-# small first chunks hold the most uncertain (most informative) elements.
-DEFAULT_SCHEDULE = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.0)
-
-
-# Files store a schedule as integers in units of 2**-24 of the residual: exact
-# in binary, so round(share * n) gives the same chunk bounds on every machine.
-SHARE_UNIT = 1 << 24
-
-# Measured quality curve of the ranked residual (shipped vam, all 24 Kodak
-# images, PSNR-RGB): share received -> share of the full file's PSNR gain over
-# the base. Equal steps along it give layers that add similar quality.
-QUALITY_CURVE = ((0.0, 0.0), (0.005, 0.042), (0.01, 0.071), (0.02, 0.117), (0.04, 0.189), (0.08, 0.306),
-                 (0.16, 0.489), (0.32, 0.744), (0.64, 0.963), (1.0, 1.0))
-
-
-def schedule_to_ladder(schedule) -> tuple[int, ...]:
-    """A schedule as the header's integers (shares in units of 2**-24)."""
-    return tuple(int(round(f * SHARE_UNIT)) for f in validate_schedule(schedule))
-
-
-def ladder_to_schedule(ladder) -> tuple[float, ...]:
-    """The header's integers back to shares (exactly; rejected unless a valid schedule)."""
-    if any(not 0 < q <= SHARE_UNIT for q in ladder):
-        raise ValueError("ladder shares must lie in (0, 1]")
-    return validate_schedule([q / SHARE_UNIT for q in ladder], complete=False)
-
-
-def share_of(count: int, num_elements: int) -> int:
-    """The ladder integer whose share gives back exactly ``count`` of ``num_elements`` in chunk_bounds."""
-    q = round(count * SHARE_UNIT / num_elements)
-    if round(q / SHARE_UNIT * num_elements) != count:
-        raise ValueError(f"{num_elements} residual elements are too many for the share unit")
-    return q
-
-
-def even_quality_schedule(chunks: int, curve=QUALITY_CURVE) -> tuple[float, ...]:
-    """``chunks`` cumulative shares ending at 1.0, equally spaced in quality along ``curve``
-    (interpolated linearly in log share, and linearly in share below the first measured point)."""
-    if chunks < 1:
-        raise ValueError("a ladder needs at least one residual chunk")
-    shares = []
-    for k in range(1, chunks + 1):
-        gain = k / chunks
-        for (s0, g0), (s1, g1) in zip(curve, curve[1:]):
-            if gain <= g1:
-                t = (gain - g0) / (g1 - g0)
-                share = s0 + t * (s1 - s0) if s0 == 0 else math.exp(math.log(s0) + t * (math.log(s1) - math.log(s0)))
-                break
-        shares.append(share)
-    ladder = [min(SHARE_UNIT, max(1, round(f * SHARE_UNIT))) for f in shares]
-    for i in range(1, len(ladder)):      # keep strictly rising after rounding to the unit
-        ladder[i] = max(ladder[i], ladder[i - 1] + 1)
-    ladder[-1] = SHARE_UNIT
-    return ladder_to_schedule(ladder)
-
-
-def validate_schedule(schedule, complete: bool = True) -> tuple[float, ...]:
-    """Cumulative shares rising strictly from above 0; ending at 1.0 unless ``complete`` is False
-    (a file cut to rate targets may never send the last elements: they stay mean-filled)."""
-    schedule = tuple(float(f) for f in schedule)
-    if not schedule or (complete and schedule[-1] != 1.0) or schedule[-1] > 1.0:
-        raise ValueError("a chunk schedule must end at 1.0")
-    if any(b <= a for a, b in zip(schedule, schedule[1:])) or schedule[0] <= 0:
-        raise ValueError("a chunk schedule must rise strictly from above 0 to 1.0")
-    return schedule
+from .ladder import DEFAULT_SCHEDULE, validate_schedule
 
 
 def rank_elements(indexes: torch.Tensor) -> torch.Tensor:

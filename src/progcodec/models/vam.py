@@ -21,10 +21,8 @@ from ..coding.gaussian import (
     Float32Path, Float64Path, GaussianSymbolCoder, quantize_symbols, tensor_checksum, ste_round, verify_checksum,
 )
 from ..coding.ranked_residual import RankedResidualLatentCodec
-from ..coding.ranking import (
-    DEFAULT_SCHEDULE, bounds_of, chunk_bounds, even_quality_schedule, ladder_to_schedule, schedule_to_ladder, share_of,
-    top_fraction_mask,
-)
+from ..coding.ladder import DEFAULT_SCHEDULE, even_quality_schedule, ladder_to_schedule, schedule_to_ladder, share_of
+from ..coding.ranking import bounds_of, chunk_bounds, top_fraction_mask
 from ..container import pack_strings, unpack_strings
 from .base import ProgressiveModel, bits
 from .transforms import analysis_trunk, conv, hyper_analysis, hyper_synthesis, synthesis, transform_precision
