@@ -83,7 +83,7 @@ def test_rems_need_weights_that_have_them(astronaut, rem_weights, net, fuzzlib):
     plain = progcodec.encode(astronaut)
     assert not container.parse(plain).header.rem
     with pytest.raises(ProgcodecError, match="REMs"):     # a header that claims REMs for weights without
-        progcodec.decode(fuzzlib.set_field(plain, "layout", container.LAYOUT_PREVIEW | container.LAYOUT_REM))
+        progcodec.decode(fuzzlib.set_field(plain, "layout", fuzzlib.get_field(plain, "layout") | container.LAYOUT_REM))
 
 
 def test_an_untrained_rem_changes_nothing(astronaut, fuzzlib, tmp_path):
