@@ -60,7 +60,8 @@ def prepare_weights() -> Path:
 
 
 def make_seeds(folder: Path) -> list[Path]:
-    """Small valid files of every layout the encoder writes (and a version-1 one), tiled ones included."""
+    """Small valid files of every layout the encoder writes, tiled ones included, and of every earlier
+    format version (the version-4 tiled seeds are kept from the build that wrote them)."""
     import progcodec
     from progcodec import container
 
@@ -84,9 +85,13 @@ def make_seeds(folder: Path) -> list[Path]:
                                                                           full[-1]["cumulative_bytes"] - 40])
     files["vam-v1"] = to_version_1(files["vam-trained"])
     files["vam-v6"] = container.convert(files["vam-default"], 6)   # fixed-width header, CRC trailers
-    tall = fuzzlib.sample_image(40, 300)    # two 256-px tiles (format version 5; the *-tiled-v4 seeds are version 4)
+    files["vam-v7"] = container.convert(files["vam-default"], 7)   # varint header, its ladder value by value
+    files["vam-v2"] = container.convert(files["vam-no-rem"], 2)
+    files["progdtd-fine-v3"] = container.convert(files["progdtd-fine"], 3)
+    tall = fuzzlib.sample_image(40, 300)    # two 256-px tiles (the *-tiled-v4 seeds are version 4)
     files["vam-tiled"] = progcodec.encode(tall, model=vam, ladder=4, tile=256)
     files["progdtd-tiled"] = progcodec.encode(tall, model=dtd, ladder=3, tile=256)
+    files["vam-tiled-v5"] = container.convert(files["vam-tiled"], 5)
     paths = []
     for name, data in files.items():
         (folder / name).write_bytes(data)

@@ -398,7 +398,7 @@ def _header_field(rng, s: Sample, fix_crc: bool, max_side) -> bytes:
         index = rng.randrange(max(count, 1))
         value = rng.choice((0, 1, U32, 1 << 31, rng.randrange(U32 + 1), container.MAX_LAYER_BYTES,
                             container.MAX_LAYER_BYTES + 1, len(s.data)))
-        if name == "lengths":
+        if name == "lengths" and index < s.header.num_layers:   # (an earlier edit may have changed the count)
             value = rng.choice((value, s.header.layer_lengths[index] + rng.choice((-1, 1, 4, -4))))
         return set_field(s.data, name, value, index, fix_crc=fix_crc)
     if name == "name":
