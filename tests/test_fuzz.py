@@ -221,7 +221,8 @@ def test_the_seeds_are_real_files_of_every_layout(atheris_harness):
         with warnings.catch_warnings():
             warnings.simplefilter("error", ProgcodecWarning)
             assert progcodec.decode(data).size == (h.width, h.height), path.name
-    assert {v for _, v, *_ in layouts} == set(container.READABLE_VERSIONS) and {m for m, *_ in layouts} == {"vam", "progdtd"}
+    assert {v for _, v, *_ in layouts} == set(container.READABLE_VERSIONS)
+    assert {m for m, *_ in layouts} == {"vam", "progdtd"}
     assert any(p for _, _, p, _, _ in layouts) and any(b for *_, b, _ in layouts) and any(f for *_, f in layouts)
     headers = [container.parse(p.read_bytes()).header for p in (CORPUS / "seeds").iterdir()]
     assert any(h.rem for h in headers) and {h.model for h in headers if h.tile} == {"vam", "progdtd"}
