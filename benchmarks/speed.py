@@ -291,7 +291,13 @@ def main(argv=None):
     parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     parser.add_argument("--layout", choices=("channels_last", "contiguous"), default="channels_last",
                         help="memory layout of our transforms (load_model's default on the CPU: channels_last)")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (default: progcodec.keep_freed_memory, as the CLI does; "
+                             "it holds for every codec timed in the run)")
     args = parser.parse_args(argv)
+    import progcodec
+
+    kept = False if args.system_malloc else progcodec.keep_freed_memory()
 
     from rich.console import Console
     from rich.table import Table
@@ -303,7 +309,7 @@ def main(argv=None):
     im = test_image(args.image)
     console = Console()
     report = {"image": f"{WIDTH}x{HEIGHT}", "torch_threads": torch.get_num_threads(), "layout": args.layout,
-              "devices": {}}
+              "keep_freed_memory": kept, "devices": {}}
     j2k = bench_jpeg2000(im, args.repeats)
     report["jpeg2000"] = j2k
     for name in devices:

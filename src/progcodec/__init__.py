@@ -4,8 +4,10 @@
 >>> coarse = progcodec.decode(data, layers=2)     # PIL.Image from 2 layers
 """
 
+from .allocator import keep_freed_memory
 from .api import decode, encode, info, iter_decode, truncate  # light: torch loads on the first encode/decode
 from .errors import ProgcodecError, ProgcodecWarning
 
 __version__ = "0.1.0"
-__all__ = ["encode", "decode", "iter_decode", "info", "truncate", "ProgcodecError", "ProgcodecWarning", "__version__"]
+__all__ = ["encode", "decode", "iter_decode", "info", "truncate", "keep_freed_memory", "ProgcodecError",
+           "ProgcodecWarning", "__version__"]

@@ -14,6 +14,7 @@ import click
 # CompressAI's import triggers torch's TorchScript deprecation notice: noise for a user.
 warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
 
+from .allocator import keep_freed_memory
 from .device import DEVICE_CHOICES
 from .errors import ProgcodecError
 
@@ -29,6 +30,7 @@ class _Group(click.Group):
             click.echo(f"warning: {message}", err=True)
 
         warnings.showwarning = show_warning
+        keep_freed_memory()  # large tensors reuse freed heap memory instead of page-faulting afresh
         try:
             return super().invoke(ctx)
         except ProgcodecError as e:
