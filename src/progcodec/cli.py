@@ -14,9 +14,9 @@ import click
 # CompressAI's import triggers torch's TorchScript deprecation notice: noise for a user.
 warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
 
-from .allocator import keep_freed_memory
-from .device import DEVICE_CHOICES
-from .errors import ProgcodecError
+from .allocator import keep_freed_memory  # noqa: E402
+from .device import DEVICE_CHOICES  # noqa: E402
+from .errors import ProgcodecError  # noqa: E402
 
 DEVICE_OPTION = click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True,
                              help="Where the transforms run; entropy parameters always run in float64 on the CPU.")
