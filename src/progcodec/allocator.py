@@ -18,7 +18,6 @@ Elsewhere than glibc (macOS, Windows, musl) it does nothing and returns False.
 
 from __future__ import annotations
 
-import ctypes
 import sys
 
 _M_TRIM_THRESHOLD = -1  # malloc.h: free memory at the heap's top kept before trimming
@@ -32,6 +31,8 @@ def keep_freed_memory(keep_bytes: int = 1 << 30) -> bool:
     """
     if not sys.platform.startswith("linux"):
         return False
+    import ctypes  # here, not at import: `progcodec --help` never needs it
+
     try:
         libc = ctypes.CDLL("libc.so.6")
         mallopt = libc.mallopt
