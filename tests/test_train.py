@@ -99,6 +99,31 @@ def test_torchrun_two_cpu_processes(photo_dir, tmp_path):
     assert manifest["training"]["batch"] == 4
 
 
+def test_resumed_ranks_draw_different_crops(photo_dir):
+    """Resuming under torchrun: rank 0 continues its saved streams exactly, other ranks get
+    their own (the checkpoint holds rank 0's only), so no two processes train on the same crops."""
+    from progcodec.train.data import RandomCrops, find_images
+    from progcodec.train.loop import resume_random_streams
+
+    files = find_images([str(photo_dir)])
+    saver = RandomCrops(files, 32, seed=5)
+    saver.batch(3)
+    ckpt = {"data_rng": saver.rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "step": 7}
+    expected = RandomCrops(files, 32, seed=5)
+    expected.rng.bit_generator.state = ckpt["data_rng"]
+    batches = []
+    for rank in (0, 1, 2):
+        data = RandomCrops(files, 32, seed=99)
+        resume_random_streams(ckpt, data, rank, seed=5)
+        batches.append((data.batch(4), torch.rand(8)))
+    torch.testing.assert_close(batches[0][0], expected.batch(4))
+    torch.set_rng_state(ckpt["torch_rng"])
+    torch.testing.assert_close(batches[0][1], torch.rand(8))
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        assert not torch.equal(batches[a][0], batches[b][0])
+        assert not torch.equal(batches[a][1], batches[b][1])
+
+
 def test_init_from_exported_weights_counts_cumulative_steps(photo_dir, tmp_path):
     first = _config(photo_dir, tmp_path / "a", steps=2)
     train(first)

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -145,6 +146,19 @@ def _sigterm_raises_interrupt():
     return signal.signal(signal.SIGTERM, handler)
 
 
+def resume_random_streams(ckpt: dict, data, rank: int, seed: int) -> None:
+    """Rank 0 continues the crop and torch random streams the checkpoint saved, exactly.
+    The checkpoint holds rank 0's streams only, so every other rank starts fresh ones
+    seeded by (seed, rank, step): restoring rank 0's there would make every process draw
+    the same crops, and DistributedDataParallel would average one batch with itself."""
+    if rank == 0:
+        data.rng.bit_generator.state = ckpt["data_rng"]
+        torch.set_rng_state(ckpt["torch_rng"])
+    else:
+        data.rng = np.random.default_rng([seed, rank, ckpt["step"]])
+        torch.manual_seed(int(np.random.default_rng([seed, rank, ckpt["step"], 1]).integers(2**62)))
+
+
 def _distributed() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
@@ -226,8 +240,7 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
         optimizer.load_state_dict(ckpt["optimizer"])
         step, elapsed, history = ckpt["step"], ckpt["elapsed"], ckpt.get("history", [])
         previous = ckpt.get("previous")
-        data.rng.bit_generator.state = ckpt["data_rng"]
-        torch.set_rng_state(ckpt["torch_rng"])
+        resume_random_streams(ckpt, data, rank, cfg.seed)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     model.train()
     batches = data
