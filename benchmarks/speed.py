@@ -2,6 +2,7 @@
 and CompressAI's own MeanScaleHyperprior(128, 192), all measured in the same run.
 
     python benchmarks/speed.py [--model vam] [--random] [--image PATH] [--repeats 3] [--json out.json]
+                               [--precision fp32|bf16|auto]
 
 Times are medians of ``--repeats`` runs after one warm-up. Learned codecs are
 split into transforms (``g_a`` analysis, ``g_s`` synthesis, timed with forward
@@ -11,7 +12,9 @@ means we are slower. With CUDA available, the learned codecs are measured on
 the GPU too (JPEG 2000 always runs on the CPU).
 
 MeanScaleHyperprior has random weights (``.update(force=True)``), as the
-point is the cost of its transforms and coder, not its rate.
+point is the cost of its transforms and coder, not its rate. ``--precision``
+applies to our transforms (the API's ``precision``); theirs stay float32 unless
+``--their-precision`` says otherwise.
 """
 
 from __future__ import annotations
@@ -204,19 +207,22 @@ def load_ours(model: str, device: torch.device, random_weights: bool):
     return load_model(str(folder / f"{model}.safetensors"), device)
 
 
-def bench_ours(im, model, device, repeats, random_weights, layout="channels_last") -> dict:
+def bench_ours(im, model, device, repeats, random_weights, layout="channels_last", precision="fp32") -> dict:
     from progcodec import api
 
     net = load_ours(model, device, random_weights)
     if layout == "contiguous":   # the transforms as before channels_last (loading sets it on the CPU)
         net.set_transform_layout(torch.contiguous_format)
     timer = Timers(ModuleTimer(net, ("g_a", "g_s", "h_a"), device), StageTimer(device))
-    data = api.encode(im, model=net, device=device)
+    data = api.encode(im, model=net, device=device, precision=precision)
     layers = len(api.info(data)["layers"])
-    enc = measure(lambda: api.encode(im, model=net, device=device), timer, device, repeats)
-    dec = measure(lambda: api.decode(data, layers=layers, model=net, device=device), timer, device, repeats)
-    dec1 = measure(lambda: api.decode(data, layers=1, model=net, device=device), timer, device, repeats)
-    dec2 = measure(lambda: api.decode(data, layers=2, model=net, device=device), timer, device, repeats)
+    def decode(layers):
+        return lambda: api.decode(data, layers=layers, model=net, device=device, precision=precision)
+
+    enc = measure(lambda: api.encode(im, model=net, device=device, precision=precision), timer, device, repeats)
+    dec = measure(decode(layers), timer, device, repeats)
+    dec1 = measure(decode(1), timer, device, repeats)
+    dec2 = measure(decode(2), timer, device, repeats)
     timer.close()
     return {
         "name": f"progcodec-{net.name}", "bytes": len(data), "layers": layers,
@@ -235,10 +241,13 @@ def _stages(timed: dict) -> dict:
     return {**stages, "other": timed["total"] - sum(stages.values())}
 
 
-def bench_hyperprior(im, device, repeats) -> dict:
+def bench_hyperprior(im, device, repeats, precision="fp32") -> dict:
     from compressai.models import MeanScaleHyperprior
 
     from progcodec.image import to_tensor
+    from progcodec.models.transforms import transform_dtype, transform_precision
+
+    dtype = transform_dtype(precision, device)
 
     torch.manual_seed(0)
     net = MeanScaleHyperprior(128, 192).eval().to(device)
@@ -247,8 +256,18 @@ def bench_hyperprior(im, device, repeats) -> dict:
     with torch.no_grad():
         out = net.compress(x)
         timer = ModuleTimer(net, ("g_a", "g_s"), device)
-        enc = measure(lambda: net.compress(x), timer, device, repeats)
-        dec = measure(lambda: net.decompress(out["strings"], out["shape"]), timer, device, repeats)
+        # autocast around the whole call: their g_a/g_s (GDN included), and their
+        # hyper-synthesis too, which a real deployment could not do (it must be exact)
+        def compress():
+            with transform_precision(dtype, device):
+                return net.compress(x)
+
+        def decompress():
+            with transform_precision(dtype, device):
+                return net.decompress(out["strings"], out["shape"])
+
+        enc = measure(compress, timer, device, repeats)
+        dec = measure(decompress, timer, device, repeats)
     timer.close()
     return {
         "name": "MeanScaleHyperprior",
@@ -294,6 +313,11 @@ def main(argv=None):
     parser.add_argument("--system-malloc", action="store_true",
                         help="leave glibc's malloc as it is (default: progcodec.keep_freed_memory, as the CLI does; "
                              "it holds for every codec timed in the run)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                        help="our transforms: float32, or bf16 autocast (auto: where the CPU has native bf16)")
+    parser.add_argument("--their-precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                        help="MeanScaleHyperprior's calls, under bf16 autocast as a whole (an upper bound on "
+                             "what bf16 could give it)")
     args = parser.parse_args(argv)
     import progcodec
 
@@ -309,7 +333,8 @@ def main(argv=None):
     im = test_image(args.image)
     console = Console()
     report = {"image": f"{WIDTH}x{HEIGHT}", "torch_threads": torch.get_num_threads(), "layout": args.layout,
-              "keep_freed_memory": kept, "devices": {}}
+              "keep_freed_memory": kept, "precision": args.precision, "their_precision": args.their_precision,
+              "devices": {}}
     j2k = bench_jpeg2000(im, args.repeats)
     report["jpeg2000"] = j2k
     for name in devices:
@@ -317,8 +342,8 @@ def main(argv=None):
         if device.type == "cuda":
             report["gpu"] = torch.cuda.get_device_name(device)
         with console.status(f"timing on {name}..."):
-            ours = bench_ours(im, args.model, device, args.repeats, args.random, args.layout)
-            msh = bench_hyperprior(im, device, args.repeats)
+            ours = bench_ours(im, args.model, device, args.repeats, args.random, args.layout, args.precision)
+            msh = bench_hyperprior(im, device, args.repeats, args.their_precision)
         report["devices"][name] = {
             "ours": ours, "mean_scale_hyperprior": msh,
             "ratios": {
@@ -334,7 +359,8 @@ def main(argv=None):
         }
 
         where = report["gpu"] if device.type == "cuda" else f"{torch.get_num_threads()} torch threads"
-        table = Table(title=f"{WIDTH}x{HEIGHT} on {name} ({where}), median of {args.repeats}, seconds",
+        table = Table(title=f"{WIDTH}x{HEIGHT} on {name} ({where}), median of {args.repeats}, seconds; "
+                            f"transforms: ours {args.precision}, theirs {args.their_precision}",
                       title_justify="left", caption_justify="left",
                       caption="g_a / g_s: analysis / synthesis transforms; rest: hyperprior, entropy "
                               "parameters and entropy coding. MeanScaleHyperprior: compressai's (128, 192), "

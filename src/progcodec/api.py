@@ -48,6 +48,18 @@ def _model(model, device: str = "auto"):
     return model if isinstance(model, torch.nn.Module) else get_model(str(model), device)
 
 
+def _coding_precision(precision: str, device):
+    """A context in which the transforms run at ``precision`` (auto, bf16, fp32) on ``device``."""
+    from .device import resolve_device
+    from .models.transforms import coding_precision, transform_dtype
+
+    try:
+        dtype = transform_dtype(precision, resolve_device(device))
+    except ValueError as e:
+        raise ProgcodecError(str(e)) from None
+    return coding_precision(dtype)
+
+
 def _check_layers(layers: int | None, available: int, what: str) -> int:
     if layers is None:
         return available
@@ -84,7 +96,7 @@ def file_ladder(net, ladder=None, preview: bool | None = None) -> tuple[tuple[in
 
 def encode(image, model="vam", layers: int | None = None, device: str = "auto",
            ladder=None, preview: bool | None = None, bpp=None, max_bytes=None, rem: bool | None = None,
-           tile: int | None = None, progress=None) -> bytes:
+           tile: int | None = None, progress=None, precision: str = "fp32") -> bytes:
     """Compress an image (path, bytes, PIL image or uint8 array) into ``.pgc`` bytes.
 
     ``layers`` keeps only the first K layers; ``ladder`` and ``preview`` choose
@@ -98,13 +110,22 @@ def encode(image, model="vam", layers: int | None = None, device: str = "auto",
     Images larger than ``tile`` pixels (default 1024) on a side are coded in tiles
     (see ``progcodec.tiling``); 0 codes the image whole, up to 16.7 megapixels.
     ``progress(done, total)`` is called after each tile.
+
+    ``precision`` runs the analysis transform in float32 (``"fp32"``), under
+    bfloat16 autocast (``"bf16"``) or bf16 where the CPU has it natively
+    (``"auto"``); see :func:`decode`.
     """
+    net = _model(model, device)
+    with _coding_precision(precision, next(net.parameters()).device):
+        return _encode(net, image, layers, ladder, preview, bpp, max_bytes, rem, tile, progress)
+
+
+def _encode(net, image, layers, ladder, preview, bpp, max_bytes, rem, tile, progress) -> bytes:
     import numpy as np
 
     from . import tiling
     from .image import load_image, pad, padded_size, to_tensor
 
-    net = _model(model, device)
     im = load_image(image)
     rem = net.has_rem if rem is None else bool(rem)
     if rem and not net.has_rem:
@@ -178,7 +199,8 @@ def _parse(data: bytes) -> container.PgcFile:
     return pgc
 
 
-def decode(data: bytes, layers: int | None = None, model=None, device: str = "auto", weights=(), progress=None):
+def decode(data: bytes, layers: int | None = None, model=None, device: str = "auto", weights=(), progress=None,
+           precision: str = "fp32"):
     """Reconstruct a ``PIL.Image`` from ``.pgc`` bytes using the first ``layers`` layers.
 
     ``layers`` defaults to every complete layer present. The weights are found
@@ -186,16 +208,23 @@ def decode(data: bytes, layers: int | None = None, model=None, device: str = "au
     files or folders to search first. ``model`` overrides the search (a loaded
     model or a weights path: they must still be the weights the file was made with).
     ``progress(done, total)`` is called as the tiles of a tiled file are done.
+
+    ``precision`` ``"bf16"`` runs the synthesis transform under bfloat16 autocast,
+    about twice as fast on CPUs with native bf16 (AVX512-BF16, AMX) and a few
+    hundredths of a dB lower; ``"auto"`` chooses it on such CPUs. The entropy
+    parameters never leave float64, so any precision decodes any file.
     """
+    scope = _coding_precision(precision, device)
     pgc = _parse(data)
     decoder, finish = _decoder_for(pgc.header, model, weights, device, keep_state=False, progress=progress)
     layers = _check_layers(layers, len(pgc.layers), f"the file holds {len(pgc.layers)} complete layer(s)")
-    for layer in pgc.layers[:layers]:
-        decoder.add(layer)
-    return finish(decoder.reconstruct())
+    with scope:
+        for layer in pgc.layers[:layers]:
+            decoder.add(layer)
+        return finish(decoder.reconstruct())
 
 
-def iter_decode(source, model=None, device: str = "auto", weights=()):
+def iter_decode(source, model=None, device: str = "auto", weights=(), precision: str = "fp32"):
     """Decode a ``.pgc`` stream as its bytes arrive: yields ``(layers, PIL.Image)`` each time a layer completes.
 
     ``source`` is bytes, a binary file object (a socket file, an HTTP response,
@@ -204,7 +233,9 @@ def iter_decode(source, model=None, device: str = "auto", weights=()):
     layer is entropy-decoded once and only the synthesis runs again. A cut or
     damaged layer ends the stream with a ``ProgcodecWarning``, after the
     complete layers; no complete first layer is a ``ProgcodecError``.
+    ``precision``: as in :func:`decode`.
     """
+    _coding_precision(precision, device)   # a bad precision fails before any byte is read
     stream = container.LayerStream()
     decoder = finish = None
     count = 0
@@ -212,9 +243,11 @@ def iter_decode(source, model=None, device: str = "auto", weights=()):
         for layer in stream.feed(chunk):
             if decoder is None:
                 decoder, finish = _decoder_for(stream.header, model, weights, device)
-            decoder.add(layer)
+            with _coding_precision(precision, device):
+                decoder.add(layer)
+                image = finish(decoder.reconstruct())
             count += 1
-            yield count, finish(decoder.reconstruct())
+            yield count, image
         if stream.done:
             break
     stream.close()

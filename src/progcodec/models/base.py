@@ -6,6 +6,7 @@ import torch
 from compressai.models import CompressionModel
 
 from ..coding.gaussian import memory_safe, tensor_checksum, verify_checksum
+from .transforms import coding_transform
 
 
 def bits(likelihoods: torch.Tensor) -> torch.Tensor:
@@ -18,7 +19,8 @@ class ProgressiveModel(CompressionModel):
 
     ``compress(x, ladder, preview)`` returns ``{"layers": [bytes, ...], "checksums": [int, ...]}``;
     ``decompress(layers, latent_size, checksums, ...)`` reconstructs from any prefix
-    of those layers, through ``decoder(...)``, the state that streaming decode keeps. ``x`` is padded to a multiple of ``stride`` by the caller.
+    of those layers, through ``decoder(...)``, the state that streaming decode keeps.
+    ``x`` is padded to a multiple of ``stride`` by the caller.
     ``forward(x)`` returns the training losses (rate-distortion and aux).
     """
 
@@ -79,9 +81,12 @@ class ProgressiveModel(CompressionModel):
 
     @torch.no_grad()
     def synthesize(self, y: torch.Tensor) -> torch.Tensor:
-        """The picture from a decoded latent (any float dtype, on the CPU), by ``self.g_s``."""
+        """The picture from a decoded latent (any float dtype, on the CPU), by ``self.g_s``
+        (under bf16 autocast inside ``coding_precision(torch.bfloat16)``)."""
         device = next(self.g_s.parameters()).device
-        return self.g_s(self.in_transform_layout(y.float().to(device))).clamp_(0, 1).contiguous()
+        with coding_transform(device):
+            x_hat = self.g_s(self.in_transform_layout(y.float().to(device)))
+        return x_hat.float().clamp_(0, 1).contiguous()
 
     def residual_window(self, hyper_around: torch.Tensor, offset: tuple[int, int]):
         """A tile's window for parameters that also depend on decoded latents (vam's residual),

@@ -22,6 +22,7 @@ import torch.distributed as dist
 
 from ..device import resolve_device
 from ..models import MODELS
+from ..models.transforms import transform_dtype
 from ..weights import save_weights
 from ..metrics import mse_to_psnr
 from .data import RandomCrops, center_crops, find_images, split_holdout
@@ -80,24 +81,6 @@ def learning_rate(cfg: TrainConfig, step: int, minutes: float = 0.0) -> float:
     if cfg.max_minutes is not None:
         late = late or minutes >= cfg.decay_from * cfg.max_minutes
     return cfg.lr * (0.1 if late else 1.0)
-
-
-def bf16_supported() -> bool:
-    """Does this CPU run bfloat16 matrix maths natively (AVX512-BF16 or AMX)?"""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def transform_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of the transforms for ``--precision`` on ``device``."""
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
-    if precision == "fp32" or (precision == "auto" and (device.type != "cpu" or not bf16_supported())):
-        return None
-    return torch.bfloat16
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
