@@ -245,7 +245,7 @@ def bench_hyperprior(im, device, repeats, precision="fp32") -> dict:
     from compressai.models import MeanScaleHyperprior
 
     from progcodec.image import to_tensor
-    from progcodec.models.transforms import transform_dtype, transform_precision
+    from progcodec.precision import transform_dtype, transform_precision
 
     dtype = transform_dtype(precision, device)
 

@@ -1,5 +1,6 @@
-"""bf16 transforms while coding (``precision=``): g_a and g_s under autocast, the float64
-entropy-parameter path untouched, so a file decodes at any precision whatever wrote it."""
+"""bf16 while coding (``precision=``): g_a, g_s and the float32 mean-fill networks under
+autocast, the float64 entropy-parameter path untouched, so a file decodes at any precision
+whatever wrote it."""
 
 from __future__ import annotations
 
@@ -70,6 +71,21 @@ def test_every_prefix_decodes_at_either_precision_whatever_wrote_it(astronaut, m
             fast = progcodec.decode(data, layers=layers, precision="bf16")
             assert fast.size == exact.size == astronaut.size
             assert _psnr(fast, exact) > 30, (model, layers)
+
+
+def test_bf16_runs_the_mean_fill_networks_in_bf16(encoded, net):
+    """vam's preview layer is filled from the float32 hyper-synthesis (Float32Path): bf16 too."""
+    seen = []
+    conv = next(m for m in net.h_s.modules() if isinstance(m, torch.nn.modules.conv._ConvNd))
+    handle = conv.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    try:
+        progcodec.decode(encoded, layers=1, model=net, precision="bf16")
+        assert set(seen) == {torch.bfloat16}
+        seen.clear()
+        progcodec.decode(encoded, layers=1, model=net)
+        assert set(seen) == {torch.float32}
+    finally:
+        handle.remove()
 
 
 def test_streamed_bf16_decode_matches_whole_bf16_decodes(encoded):

@@ -244,7 +244,7 @@ def test_bf16_autocast_runs_the_convolutions_in_bf16_and_keeps_gdn_and_the_loss_
 
 
 def test_precision_choice():
-    from progcodec.models.transforms import bf16_supported, transform_dtype
+    from progcodec.precision import bf16_supported, transform_dtype
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert transform_dtype("fp32", cpu) is None and transform_dtype("bf16", cpu) == torch.bfloat16

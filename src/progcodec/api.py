@@ -51,7 +51,7 @@ def _model(model, device: str = "auto"):
 def _coding_precision(precision: str, device):
     """A context in which the transforms run at ``precision`` (auto, bf16, fp32) on ``device``."""
     from .device import resolve_device
-    from .models.transforms import coding_precision, transform_dtype
+    from .precision import coding_precision, transform_dtype
 
     try:
         dtype = transform_dtype(precision, resolve_device(device))
@@ -112,8 +112,9 @@ def encode(image, model="vam", layers: int | None = None, device: str = "auto",
     ``progress(done, total)`` is called after each tile.
 
     ``precision`` runs the analysis transform in float32 (``"fp32"``), under
-    bfloat16 autocast (``"bf16"``) or bf16 where the CPU has it natively
-    (``"auto"``); see :func:`decode`.
+    bfloat16 autocast (``"bf16"``) or in bf16 where the CPU has it natively
+    (``"auto"``); see :func:`decode`. The file differs a little, and decodes at
+    any precision.
     """
     net = _model(model, device)
     with _coding_precision(precision, next(net.parameters()).device):
@@ -209,9 +210,9 @@ def decode(data: bytes, layers: int | None = None, model=None, device: str = "au
     model or a weights path: they must still be the weights the file was made with).
     ``progress(done, total)`` is called as the tiles of a tiled file are done.
 
-    ``precision`` ``"bf16"`` runs the synthesis transform under bfloat16 autocast,
-    about twice as fast on CPUs with native bf16 (AVX512-BF16, AMX) and a few
-    hundredths of a dB lower; ``"auto"`` chooses it on such CPUs. The entropy
+    ``precision`` ``"bf16"`` runs the synthesis transform and the mean fills under
+    bfloat16 autocast, faster on CPUs with native bf16 (AVX512-BF16, AMX);
+    ``"auto"`` chooses it on such CPUs (see ``progcodec.precision``). The entropy
     parameters never leave float64, so any precision decodes any file.
     """
     scope = _coding_precision(precision, device)

@@ -220,9 +220,9 @@ FORCE_OPTION = click.option("-f", "--force", is_flag=True, help="Replace OUTPUT 
 QUIET_OPTION = click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
 CODING_PRECISION_OPTION = click.option(
     "--precision", type=click.Choice(["fp32", "bf16", "auto"]), default="fp32", show_default=True,
-    help="The image transform (encode: analysis, decode: synthesis) in float32 or under bfloat16 autocast; "
-         "auto: bf16 on CPUs with native bf16 (AVX512-BF16, AMX). bf16 is faster there and a few hundredths "
-         "of a dB lower; entropy parameters stay float64, so files decode alike either way.")
+    help="The networks that only shape pixels (analysis and synthesis transforms, mean fills) in float32 or "
+         "under bfloat16 autocast; auto: bf16 on CPUs with native bf16 (AVX512-BF16, AMX), where it is faster. "
+         "Entropy parameters stay float64: any file decodes at any precision.")
 ENGINE_OPTION = click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
                              help="Folder mode: --jobs local worker processes, or a Dask cluster "
                                   "(pip install 'progcodec[dask]'); files travel to its workers as bytes.")

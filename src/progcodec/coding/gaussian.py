@@ -19,6 +19,7 @@ from compressai.entropy_models import GaussianConditional
 from torch import nn
 
 from ..errors import DeterminismError
+from ..precision import coding_autocast
 
 # Entropy parameters are snapped to multiples of 2**-PARAM_GRID_BITS: far finer
 # than any coding effect, far coarser than float64 round-off between machines.
@@ -61,7 +62,9 @@ class Float32Path:
     @torch.no_grad()
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         weight = next(self.module.parameters())
-        return self.module(*(t.to(weight.device, weight.dtype) for t in inputs)).to("cpu", torch.float64)
+        with coding_autocast(weight.device):   # pixels only: bf16 where coding_precision asks for it
+            out = self.module(*(t.to(weight.device, weight.dtype) for t in inputs))
+        return out.to("cpu", torch.float64)
 
 
 class GaussianSymbolCoder:

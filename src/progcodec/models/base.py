@@ -6,7 +6,7 @@ import torch
 from compressai.models import CompressionModel
 
 from ..coding.gaussian import memory_safe, tensor_checksum, verify_checksum
-from .transforms import coding_transform
+from ..precision import coding_autocast
 
 
 def bits(likelihoods: torch.Tensor) -> torch.Tensor:
@@ -84,7 +84,7 @@ class ProgressiveModel(CompressionModel):
         """The picture from a decoded latent (any float dtype, on the CPU), by ``self.g_s``
         (under bf16 autocast inside ``coding_precision(torch.bfloat16)``)."""
         device = next(self.g_s.parameters()).device
-        with coding_transform(device):
+        with coding_autocast(device):
             x_hat = self.g_s(self.in_transform_layout(y.float().to(device)))
         return x_hat.float().clamp_(0, 1).contiguous()
 

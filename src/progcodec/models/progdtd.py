@@ -37,7 +37,8 @@ from ..coding.gaussian import (
 )
 from ..container import FINE_CHANNEL_UNIT, pack_strings, unpack_strings
 from .base import ProgressiveModel
-from .transforms import GDN, coding_transform, conv, deconv, synthesis, transform_precision
+from ..precision import coding_autocast, transform_precision
+from .transforms import GDN, conv, deconv, synthesis
 
 # Share of y's channels at the end of each layer: fine steps first, where each
 # channel matters most (for M=192: 8, 16, 24, 32, 48, 64, 96, 128, 160, 192).
@@ -244,7 +245,7 @@ class ProgDTD(ProgressiveModel):
     @torch.no_grad()
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         """The latent y: what the coder starts from."""
-        with coding_transform(x.device):
+        with coding_autocast(x.device):
             y = self.g_a(self.in_transform_layout(x))
         return y.float().contiguous()
 

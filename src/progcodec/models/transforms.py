@@ -1,20 +1,12 @@
 """Analysis and synthesis transforms shared by the models (Ballé 2018 style).
 
 Training on a CPU with bfloat16 support runs the convolutions of the big
-transforms under ``torch.autocast`` (``transform_precision``), about twice as
+transforms under ``torch.autocast`` (``progcodec.precision``), about twice as
 fast. GDN's normalisation (a square, a 1x1 conv, a square root) stays in
 float32: autocast would run its conv in bfloat16 and leave the pow/rsqrt in
 whatever dtype came in, so ``GDN`` here leaves autocast and upcasts its input.
 Entropy models, likelihoods and the loss never run under autocast.
-
-Coding can run g_a and g_s the same way (``coding_precision``): only the
-transforms, never the float64 entropy-parameter path, so files stay decodable
-bit-exactly whatever precision wrote or reads them.
 """
-
-import contextlib
-from contextvars import ContextVar
-from pathlib import Path
 
 import torch
 from compressai.layers import GDN as _CompressAIGDN
@@ -37,53 +29,6 @@ class GDN(_CompressAIGDN):
             norm = nn.functional.conv2d(x * x, gamma, beta)
             norm = norm.sqrt_() if self.inverse else norm.rsqrt_()
             return norm.mul_(x)
-
-
-def transform_precision(dtype: torch.dtype | None, device: torch.device):
-    """Context for a transform call: autocast to ``dtype``, or nothing for None/float32."""
-    if dtype is None or dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
-def bf16_supported() -> bool:
-    """Does this CPU run bfloat16 matrix maths natively (AVX512-BF16 or AMX)?"""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def transform_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of the transforms for a ``precision`` of auto, bf16 or fp32 on ``device``;
-    auto is bf16 on CPUs with native bf16 (elsewhere emulated bf16 is several times slower)."""
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
-    if precision == "fp32" or (precision == "auto" and (device.type != "cpu" or not bf16_supported())):
-        return None
-    return torch.bfloat16
-
-
-# The transforms' dtype while coding: set per call (and per thread) by the API, read by
-# ``analysis`` and ``synthesize``. A context variable rather than a model attribute, because
-# one loaded model serves every caller.
-_coding_dtype: ContextVar[torch.dtype | None] = ContextVar("progcodec_coding_dtype", default=None)
-
-
-@contextlib.contextmanager
-def coding_precision(dtype: torch.dtype | None):
-    """Run the transforms of the coding calls inside under autocast to ``dtype`` (None: float32)."""
-    token = _coding_dtype.set(dtype)
-    try:
-        yield
-    finally:
-        _coding_dtype.reset(token)
-
-
-def coding_transform(device: torch.device):
-    """The context g_a or g_s runs in while coding (``coding_precision``)."""
-    return transform_precision(_coding_dtype.get(), device)
 
 
 def conv(in_ch: int, out_ch: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:

@@ -25,8 +25,8 @@ from ..coding.ladder import DEFAULT_SCHEDULE, even_quality_schedule, ladder_to_s
 from ..coding.ranking import bounds_of, chunk_bounds, top_fraction_mask
 from ..container import pack_strings, unpack_strings
 from .base import ProgressiveModel, bits
-from .transforms import (analysis_trunk, coding_transform, conv, hyper_analysis, hyper_synthesis, synthesis,
-                         transform_precision)
+from ..precision import coding_autocast, transform_precision
+from .transforms import analysis_trunk, conv, hyper_analysis, hyper_synthesis, synthesis
 
 
 # New files: a preview layer (z alone), the base, then 14 residual chunks.
@@ -272,7 +272,7 @@ class VarianceAwareMasking(ProgressiveModel):
     @torch.no_grad()
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         """The latents (y_base, y_top) stacked on the channels: what the coder starts from."""
-        with coding_transform(x.device):
+        with coding_autocast(x.device):
             features = self.g_a(self.in_transform_layout(x))
             latents = torch.cat([self.head_base(features), self.head_top(features)], 1)
         return latents.float().contiguous()

@@ -22,7 +22,7 @@ import torch.distributed as dist
 
 from ..device import resolve_device
 from ..models import MODELS
-from ..models.transforms import transform_dtype
+from ..precision import transform_dtype
 from ..weights import save_weights
 from ..metrics import mse_to_psnr
 from .data import RandomCrops, center_crops, find_images, split_holdout

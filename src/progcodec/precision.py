@@ -1,0 +1,67 @@
+"""bfloat16 for the big float32 networks, and never for the entropy parameters.
+
+On a CPU with native bf16 (AVX512-BF16, AMX) convolutions under ``torch.autocast``
+run about twice as fast. Training uses it for the transforms (``--precision``).
+Coding may use it for what only shapes pixels: the analysis and synthesis
+transforms and the float32 mean-fill networks (``coding_precision``). The
+float64 parameter path that gives the rANS scale indexes never sees autocast
+(it is float64, which autocast leaves alone, and no call of it runs inside
+``coding_autocast``), so a file decodes bit-exactly whatever precision wrote or
+reads it; only the pixels move, by a few hundredths of a dB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from contextvars import ContextVar
+from pathlib import Path
+
+import torch
+
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def bf16_supported() -> bool:
+    """Does this CPU run bfloat16 matrix maths natively (AVX512-BF16 or AMX)?"""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def transform_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a ``precision`` of fp32, bf16 or auto on ``device`` (None:
+    float32). auto is bf16 on CPUs with native bf16; emulated bf16 is several times slower."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
+    if precision == "fp32" or (precision == "auto" and (device.type != "cpu" or not bf16_supported())):
+        return None
+    return torch.bfloat16
+
+
+def transform_precision(dtype: torch.dtype | None, device: torch.device):
+    """Context for a network call: autocast to ``dtype``, or nothing for None/float32."""
+    if dtype is None or dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+# The dtype while coding: set per call (and per thread) by the API. A context variable, not
+# a model attribute, because one loaded model serves every caller.
+_coding_dtype: ContextVar[torch.dtype | None] = ContextVar("progcodec_coding_dtype", default=None)
+
+
+@contextlib.contextmanager
+def coding_precision(dtype: torch.dtype | None):
+    """Coding calls inside run their pixel-only networks under autocast to ``dtype`` (None: float32)."""
+    token = _coding_dtype.set(dtype)
+    try:
+        yield
+    finally:
+        _coding_dtype.reset(token)
+
+
+def coding_autocast(device: torch.device):
+    """The context a pixel-only network (g_a, g_s, a mean fill) runs in while coding."""
+    return transform_precision(_coding_dtype.get(), device)
