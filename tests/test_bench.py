@@ -165,3 +165,24 @@ def test_streamed_and_independent_decodes_score_the_same(image_dir):
     assert a["decoding_time"] == sorted(a["decoding_time"])       # time to each layer of one stream
     assert "one stream" in runs[0].entries[0]["description"]
     assert "independent" in runs[1].entries[0]["description"]
+
+
+def test_bf16_bench_codes_the_files_it_would_write(image_dir):
+    """``precision="bf16"``: the bench's bytes are those of a bf16 encode, its scores those of a
+    bf16 decode, and the description says so."""
+    import progcodec
+    from progcodec import metrics
+    from progcodec.bench.runner import list_images, run_bench
+    from progcodec.image import load_image
+
+    images = list_images(image_dir)[:1]
+    run = run_bench(images, models=["vam"], baselines=[], device="cpu", reference=False, ladder=4,
+                    precision="bf16")
+    entry = run.entries[0]
+    assert "precision bf16" in entry["description"]
+    im = load_image(images[0])
+    data = progcodec.encode(im, ladder=4, precision="bf16")
+    ends = [layer["cumulative_bytes"] * 8 / (im.width * im.height) for layer in progcodec.info(data)["layers"]]
+    assert entry["results"]["bpp"] == pytest.approx(ends)
+    psnr = [metrics.psnr_rgb(im, progcodec.decode(data, layers=k, precision="bf16")) for k in range(1, 5)]
+    assert entry["results"]["psnr-rgb"] == pytest.approx(psnr)

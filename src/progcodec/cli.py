@@ -599,7 +599,9 @@ def weights_add(file, quiet):
               help="Decode each layer prefix from scratch (default: one streaming decode per file, "
                    "the same pixels; decoding time is then the time to each layer).")
 @DEVICE_OPTION
-def bench(directory, outdir, models, limit, baselines, threads, ladder, preview, independent_decodes, device):
+@CODING_PRECISION_OPTION
+def bench(directory, outdir, models, limit, baselines, threads, ladder, preview, independent_decodes, device,
+          precision):
     """Rate-distortion benchmark of our model(s) on the images in DIRECTORY.
 
     Each image is encoded once and decoded from every prefix of its layers
@@ -639,7 +641,7 @@ def bench(directory, outdir, models, limit, baselines, threads, ladder, preview,
     with progress:
         result = bench_pkg.run_bench(images, models=models, baselines=names, device=device, on_event=on_event,
                                      ladder=_ladder_option(ladder), preview=preview,
-                                     independent_decodes=independent_decodes)
+                                     independent_decodes=independent_decodes, precision=precision)
     report = bench_pkg.write_report(result, outdir)
 
     out = Console()

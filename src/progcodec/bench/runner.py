@@ -111,11 +111,11 @@ def _timed(sync, fn, /, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
-def _streamed(device, data: bytes, net):
+def _streamed(device, data: bytes, net, precision: str = "fp32"):
     """(image, seconds from the start of the stream) for each layer of one iter_decode stream."""
     _sync(device)
     start = time.perf_counter()
-    for _, image in api.iter_decode(data, model=net, device=device):
+    for _, image in api.iter_decode(data, model=net, device=device, precision=precision):
         _sync(device)
         yield image, time.perf_counter() - start
 
@@ -127,22 +127,24 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _warm_up(net, device) -> None:
+def _warm_up(net, device, precision: str = "fp32") -> None:
     """One tiny encode/decode so one-off set-up costs stay out of the first image's timings."""
     tile = Image.fromarray(np.full((net.stride, net.stride, 3), 128, np.uint8))
-    data = api.encode(tile, model=net, device=device)
-    api.decode(data, model=net, device=device)
+    data = api.encode(tile, model=net, device=device, precision=precision)
+    api.decode(data, model=net, device=device, precision=precision)
 
 
 def run_bench(images, models=("vam",), baselines=ALL_BASELINES, device="auto",
               reference: bool = True, preview_index: int = 0, on_event=None,
-              ladder=None, preview: bool | None = None, independent_decodes: bool = False) -> BenchResult:
+              ladder=None, preview: bool | None = None, independent_decodes: bool = False,
+              precision: str = "fp32") -> BenchResult:
     """Benchmark ``models`` (names or weights paths) and ``baselines`` on ``images`` (paths).
 
     ``ladder`` and ``preview`` choose our files' layers as in ``progcodec.encode``.
     Our layers are decoded by one ``iter_decode`` stream (the same pixels as
     ``decode(data, layers=k)``; a layer's decoding time is the stream's time to
     it), or with ``independent_decodes`` by a fresh ``decode`` per layer.
+    ``precision`` is the API's (our networks that shape only pixels in fp32 or bf16).
 
     ``baselines`` are names (those this Pillow build lacks are skipped with a
     note) or ``Baseline`` objects. Our models: each image is encoded once,
@@ -177,7 +179,7 @@ def run_bench(images, models=("vam",), baselines=ALL_BASELINES, device="auto",
     done = 0
 
     for net in nets:
-        _warm_up(net, dev)
+        _warm_up(net, dev, precision)
 
     ours = {name: {} for name in names}
     theirs = {b.name: {} for b in baselines}
@@ -188,15 +190,16 @@ def run_bench(images, models=("vam",), baselines=ALL_BASELINES, device="auto",
         pixels = im.width * im.height
         for slot, (net, name) in enumerate(zip(nets, names)):
             row = _empty_metrics()
-            data, enc_time = _timed(dev, api.encode, im, model=net, device=dev, ladder=ladder, preview=preview)
+            data, enc_time = _timed(dev, api.encode, im, model=net, device=dev, ladder=ladder, preview=preview,
+                                    precision=precision)
             layers = api.info(data)["layers"]
             if index == preview_index:
                 previews[slot] = LayerPreview(name, path.name, im)
             if independent_decodes:
-                decoded = (_timed(dev, api.decode, data, layers=layer["index"], model=net, device=dev)
-                           for layer in layers)
+                decoded = (_timed(dev, api.decode, data, layers=layer["index"], model=net, device=dev,
+                                  precision=precision) for layer in layers)
             else:
-                decoded = _streamed(dev, data, net)
+                decoded = _streamed(dev, data, net, precision)
             for layer, (rec, dec_time) in zip(layers, decoded):
                 scores = metrics.score(im, rec, metric_device)
                 row["bpp"].append(layer["cumulative_bytes"] * 8 / pixels)
@@ -237,7 +240,8 @@ def run_bench(images, models=("vam",), baselines=ALL_BASELINES, device="auto",
                             f"{' by independent decodes' if independent_decodes else ' in one stream (decoding time: time to the layer)'}"
                             f", ladder "
                             f"{list(file_ladder) or 'trained'}; bpp of the real file "
-                            f"prefix, header included; device {dev.type}"),
+                            f"prefix, header included; device {dev.type}"
+                            f"{'' if precision == 'fp32' else f', precision {precision}'}"),
             "results": _mean_points(ours[name], count),
         })
     for baseline in baselines:
