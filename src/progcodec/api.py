@@ -48,16 +48,15 @@ def _model(model, device: str = "auto"):
     return model if isinstance(model, torch.nn.Module) else get_model(str(model), device)
 
 
-def _coding_precision(precision: str, device):
-    """A context in which the transforms run at ``precision`` (auto, bf16, fp32) on ``device``."""
+def _coding_dtype(precision: str, device):
+    """The autocast dtype (None: float32) of the API's ``precision`` (auto, bf16, fp32) on ``device``."""
     from .device import resolve_device
-    from .precision import coding_precision, transform_dtype
+    from .precision import transform_dtype
 
     try:
-        dtype = transform_dtype(precision, resolve_device(device))
+        return transform_dtype(precision, resolve_device(device))
     except ValueError as e:
         raise ProgcodecError(str(e)) from None
-    return coding_precision(dtype)
 
 
 def _check_layers(layers: int | None, available: int, what: str) -> int:
@@ -116,8 +115,10 @@ def encode(image, model="vam", layers: int | None = None, device: str = "auto",
     (``"auto"``); see :func:`decode`. The file differs a little, and decodes at
     any precision.
     """
+    from .precision import coding_precision
+
     net = _model(model, device)
-    with _coding_precision(precision, next(net.parameters()).device):
+    with coding_precision(_coding_dtype(precision, next(net.parameters()).device)):
         return _encode(net, image, layers, ladder, preview, bpp, max_bytes, rem, tile, progress)
 
 
@@ -215,11 +216,13 @@ def decode(data: bytes, layers: int | None = None, model=None, device: str = "au
     ``"auto"`` chooses it on such CPUs (see ``progcodec.precision``). The entropy
     parameters never leave float64, so any precision decodes any file.
     """
-    scope = _coding_precision(precision, device)
+    from .precision import coding_precision
+
+    dtype = _coding_dtype(precision, device)
     pgc = _parse(data)
     decoder, finish = _decoder_for(pgc.header, model, weights, device, keep_state=False, progress=progress)
     layers = _check_layers(layers, len(pgc.layers), f"the file holds {len(pgc.layers)} complete layer(s)")
-    with scope:
+    with coding_precision(dtype):
         for layer in pgc.layers[:layers]:
             decoder.add(layer)
         return finish(decoder.reconstruct())
@@ -236,7 +239,9 @@ def iter_decode(source, model=None, device: str = "auto", weights=(), precision:
     complete layers; no complete first layer is a ``ProgcodecError``.
     ``precision``: as in :func:`decode`.
     """
-    _coding_precision(precision, device)   # a bad precision fails before any byte is read
+    from .precision import coding_precision
+
+    dtype = _coding_dtype(precision, device)   # a bad precision fails before any byte is read
     stream = container.LayerStream()
     decoder = finish = None
     count = 0
@@ -244,7 +249,7 @@ def iter_decode(source, model=None, device: str = "auto", weights=(), precision:
         for layer in stream.feed(chunk):
             if decoder is None:
                 decoder, finish = _decoder_for(stream.header, model, weights, device)
-            with _coding_precision(precision, device):
+            with coding_precision(dtype):
                 decoder.add(layer)
                 image = finish(decoder.reconstruct())
             count += 1

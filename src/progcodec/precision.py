@@ -13,6 +13,7 @@ reads it; only the pixels move, by a few hundredths of a dB.
 from __future__ import annotations
 
 import contextlib
+import functools
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import torch
 PRECISIONS = ("fp32", "bf16", "auto")
 
 
+@functools.cache
 def bf16_supported() -> bool:
     """Does this CPU run bfloat16 matrix maths natively (AVX512-BF16 or AMX)?"""
     try:

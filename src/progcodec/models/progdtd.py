@@ -36,8 +36,8 @@ from ..coding.gaussian import (
     Float64Path, GaussianSymbolCoder, ste_round, tensor_checksum, verify_checksum,
 )
 from ..container import FINE_CHANNEL_UNIT, pack_strings, unpack_strings
-from .base import ProgressiveModel
 from ..precision import coding_autocast, transform_precision
+from .base import ProgressiveModel
 from .transforms import GDN, conv, deconv, synthesis
 
 # Share of y's channels at the end of each layer: fine steps first, where each

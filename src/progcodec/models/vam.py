@@ -24,8 +24,8 @@ from ..coding.ranked_residual import RankedResidualLatentCodec
 from ..coding.ladder import DEFAULT_SCHEDULE, even_quality_schedule, ladder_to_schedule, schedule_to_ladder, share_of
 from ..coding.ranking import bounds_of, chunk_bounds, top_fraction_mask
 from ..container import pack_strings, unpack_strings
-from .base import ProgressiveModel, bits
 from ..precision import coding_autocast, transform_precision
+from .base import ProgressiveModel, bits
 from .transforms import analysis_trunk, conv, hyper_analysis, hyper_synthesis, synthesis
 
 
