@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 import progcodec  # noqa: E402
 from progcodec import metrics  # noqa: E402
 from progcodec.bench.report import bd_rate  # noqa: E402
+from progcodec.bench.runner import list_images  # noqa: E402
 from progcodec.image import load_image  # noqa: E402
 
 PAIRS = (("fp32", "fp32"), ("fp32", "bf16"), ("bf16", "bf16"))
@@ -57,10 +58,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--limit", type=int, default=None, help="the first N images only")
     parser.add_argument("-o", "--output", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
-    paths = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".ppm"))
-    paths = paths[: args.limit] if args.limit else paths
-    if not paths:
-        sys.exit(f"no images in {args.folder}")
+    paths = list_images(args.folder, args.limit)
     progcodec.keep_freed_memory()
     per_image = {}
     for i, path in enumerate(paths, 1):

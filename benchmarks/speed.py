@@ -216,6 +216,7 @@ def bench_ours(im, model, device, repeats, random_weights, layout="channels_last
     timer = Timers(ModuleTimer(net, ("g_a", "g_s", "h_a"), device), StageTimer(device))
     data = api.encode(im, model=net, device=device, precision=precision)
     layers = len(api.info(data)["layers"])
+
     def decode(layers):
         return lambda: api.decode(data, layers=layers, model=net, device=device, precision=precision)
 
@@ -300,6 +301,8 @@ def _ratio(a, b):
 
 
 def main(argv=None):
+    from progcodec.precision import PRECISIONS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="vam", help="our model: a registered name or a .safetensors file")
     parser.add_argument("--random", action="store_true", help="seeded random weights for --model (no trained weights needed)")
@@ -313,9 +316,9 @@ def main(argv=None):
     parser.add_argument("--system-malloc", action="store_true",
                         help="leave glibc's malloc as it is (default: progcodec.keep_freed_memory, as the CLI does; "
                              "it holds for every codec timed in the run)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="our transforms: float32, or bf16 autocast (auto: where the CPU has native bf16)")
-    parser.add_argument("--their-precision", choices=("fp32", "bf16", "auto"), default="fp32",
+    parser.add_argument("--their-precision", choices=PRECISIONS, default="fp32",
                         help="MeanScaleHyperprior's calls, under bf16 autocast as a whole (an upper bound on "
                              "what bf16 could give it)")
     args = parser.parse_args(argv)

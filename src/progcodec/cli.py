@@ -17,6 +17,7 @@ warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
 from .allocator import keep_freed_memory  # noqa: E402
 from .device import DEVICE_CHOICES  # noqa: E402
 from .errors import ProgcodecError  # noqa: E402
+from .precision import PRECISIONS  # noqa: E402
 
 DEVICE_OPTION = click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True,
                              help="Where the transforms run; entropy parameters always run in float64 on the CPU.")
@@ -60,7 +61,7 @@ def main():
 @click.option("--lambda-top", default=0.0483, show_default=True, help="Distortion weight of the full file.")
 @click.option("--lambda-preview", default=0.0, show_default=True,
               help="vam: distortion weight of the preview point (z alone, everything else at its predicted mean).")
-@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="Transforms under bfloat16 autocast (GDN, entropy models and loss stay float32); "
                    "auto: bf16 on CPUs with native bf16, fp32 elsewhere. Weights are float32 either way.")
 @click.option("--lr", default=1e-4, show_default=True, help="Peak learning rate (after warm-up).")
@@ -219,7 +220,7 @@ def _byte_count(value: str) -> int:
 FORCE_OPTION = click.option("-f", "--force", is_flag=True, help="Replace OUTPUT if it exists (never the input).")
 QUIET_OPTION = click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
 CODING_PRECISION_OPTION = click.option(
-    "--precision", type=click.Choice(["fp32", "bf16", "auto"]), default="fp32", show_default=True,
+    "--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
     help="The networks that only shape pixels (analysis and synthesis transforms, mean fills) in float32 or "
          "under bfloat16 autocast; auto: bf16 on CPUs with native bf16 (AVX512-BF16, AMX), where it is faster. "
          "Entropy parameters stay float64: any file decodes at any precision.")

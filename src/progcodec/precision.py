@@ -16,9 +16,13 @@ import contextlib
 import functools
 from contextvars import ContextVar
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
+# torch is imported where it is used: the CLI reads PRECISIONS for its options, and
+# `progcodec --help` must not load torch.
 PRECISIONS = ("fp32", "bf16", "auto")
 
 
@@ -35,6 +39,8 @@ def bf16_supported() -> bool:
 def transform_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for a ``precision`` of fp32, bf16 or auto on ``device`` (None:
     float32). auto is bf16 on CPUs with native bf16; emulated bf16 is several times slower."""
+    import torch
+
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
     if precision == "fp32" or (precision == "auto" and (device.type != "cpu" or not bf16_supported())):
@@ -44,6 +50,8 @@ def transform_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 def transform_precision(dtype: torch.dtype | None, device: torch.device):
     """Context for a network call: autocast to ``dtype``, or nothing for None/float32."""
+    import torch
+
     if dtype is None or dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
