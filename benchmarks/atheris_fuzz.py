@@ -50,11 +50,25 @@ warnings.filterwarnings("ignore")
 fuzzlib = None  # benchmarks/fuzz.py (seeded models, header editing), imported by main() after coverage starts
 
 
+def save_weights(folder: Path) -> list[Path]:
+    """Seeded vam and progdtd weights in ``folder``, and the vam ones with an integer parameter
+    path (``vam-integer``, calibrated on the sample image) for format-9 files that use it."""
+    from progcodec.image import to_tensor
+    from progcodec.weights import load_model, save_weights as save
+
+    vam = fuzzlib.save_seeded_weights(folder, 0, "vam", rem_shares=(0.1,), **SMALL)
+    dtd = fuzzlib.save_seeded_weights(folder, 0, "progdtd", **SMALL)
+    model = load_model(str(vam))
+    model.calibrate_integer_params([to_tensor(fuzzlib.sample_image(64, 64))])
+    integer = folder / "vam-integer.safetensors"
+    save(model, integer, {"note": "seeded vam with an integer parameter path, for the fuzz seeds"})
+    return [vam, dtd, integer]
+
+
 def prepare_weights() -> Path:
-    """Seeded vam and progdtd weights in a temporary folder, put first on PROGCODEC_WEIGHTS."""
+    """:func:`save_weights` in a temporary folder, put first on PROGCODEC_WEIGHTS."""
     folder = Path(tempfile.mkdtemp(prefix="progcodec-atheris-"))
-    fuzzlib.save_seeded_weights(folder, 0, "vam", rem_shares=(0.1,), **SMALL)
-    fuzzlib.save_seeded_weights(folder, 0, "progdtd", **SMALL)
+    save_weights(folder)
     os.environ["PROGCODEC_WEIGHTS"] = str(folder)
     return folder
 
@@ -86,6 +100,8 @@ def make_seeds(folder: Path) -> list[Path]:
     files["vam-v1"] = to_version_1(files["vam-trained"])
     files["vam-v6"] = container.convert(files["vam-default"], 6)   # fixed-width header, CRC trailers
     files["vam-v7"] = container.convert(files["vam-default"], 7)   # varint header, its ladder value by value
+    files["vam-v8"] = container.convert(files["vam-default"], 8)   # no layout bit 6
+    files["vam-integer"] = progcodec.encode(small, model=str(weights / "vam-integer.safetensors"), ladder=4)
     files["vam-v2"] = container.convert(files["vam-no-rem"], 2)
     files["progdtd-fine-v3"] = container.convert(files["progdtd-fine"], 3)
     tall = fuzzlib.sample_image(40, 300)    # two 256-px tiles (the *-tiled-v4 seeds are version 4)

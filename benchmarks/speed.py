@@ -101,6 +101,8 @@ class StageTimer:
     STAGES = {
         "image": [("progcodec.image", "to_tensor"), ("progcodec.image", "to_pil")],
         "params64": [("progcodec.coding.gaussian", "Float64Path.__call__")],
+        # the same networks on the integer path, where the weights carry it (format 9)
+        "params_int": [("progcodec.coding.integer_path", "IntegerPath.__call__")],
         # the float32 networks that give a mean fill before any residual element
         "params32": [("progcodec.coding.gaussian", "Float32Path.__call__")],
         "ranking": [("progcodec.coding.ranked_residual", "rank_elements")],

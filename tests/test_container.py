@@ -36,7 +36,7 @@ def test_build_parse_round_trip():
     h = pgc.header
     assert (h.model, h.weights_digest, h.width, h.height) == ("vam", DIGEST, 97, 31)
     assert h.checksums == CHECKS
-    assert h.version == container.FORMAT_VERSION == 8
+    assert h.version == container.FORMAT_VERSION == 9
     # from version 6: each layer's span ends with its CRC32, and the header holds no CRC array
     assert h.layer_lengths == tuple(len(b) + 4 for b in LAYERS) and h.layer_crcs == ()
     starts = [pgc.header_size] + pgc.layer_ends[:-1]
@@ -128,7 +128,7 @@ def test_version_8_names_a_standard_ladder_by_its_length(fuzzlib, chunks):
     """Version 8 is version 7 with a standard ladder written as its length alone: convert goes
     both ways byte for byte, and the header is smaller by exactly the ladder's values."""
     ladder = standard_ladder(chunks)
-    data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=True, ladder=ladder)
+    data = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=True, ladder=ladder, version=8)
     v7 = container.convert(data, 7)
     assert container.convert(v7, 8) == data and parse(data).layers == parse(v7).layers == LAYERS
     h8, h7 = parse(data).header, parse(v7).header
@@ -144,6 +144,27 @@ def test_version_8_names_a_standard_ladder_by_its_length(fuzzlib, chunks):
         parse(fuzzlib.set_field(data, "ladder_len", 0))
     with pytest.raises(ContainerError, match="layout"):      # the bit is version 8's
         parse(fuzzlib.set_field(v7, "layout", fuzzlib.get_field(v7, "layout") | container.LAYOUT_STANDARD_LADDER))
+
+
+def test_version_9_marks_the_integer_parameter_path(fuzzlib):
+    """Version 9 is version 8 with layout bit 6: the entropy parameters came from the weights'
+    integer path. Without the bit, convert goes both ways byte for byte; with it, no earlier
+    version can hold the file, and an earlier version's header with the bit set is corrupt."""
+    plain = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=True)
+    assert parse(plain).header.version == 9 and not parse(plain).header.integer_params
+    v8 = container.convert(plain, 8)
+    assert container.convert(v8, 9) == plain and parse(v8).header == Header(**{**parse(plain).header.__dict__,
+                                                                                 "version": 8})
+    marked = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=True, integer_params=True)
+    h = parse(marked).header
+    assert h.integer_params and h == Header(**{**parse(plain).header.__dict__, "integer_params": True})
+    assert fuzzlib.get_field(marked, "layout") == fuzzlib.get_field(plain, "layout") | container.LAYOUT_INTEGER_PARAMS
+    assert parse(marked).layers == LAYERS
+    for version in (2, 6, 7, 8):
+        with pytest.raises(ContainerError, match="integer parameter path is format version 9"):
+            container.convert(marked, version)
+    with pytest.raises(ContainerError, match="layout"):      # the bit is version 9's
+        parse(fuzzlib.set_field(v8, "layout", fuzzlib.get_field(v8, "layout") | container.LAYOUT_INTEGER_PARAMS))
 
 
 def test_version_6_damaged_trailer_or_layer_is_caught():
@@ -287,9 +308,9 @@ def test_short_or_foreign_data_is_an_error(data):
         parse(data)
 
 
-@pytest.mark.parametrize("version", [0, 9, 255])
+@pytest.mark.parametrize("version", [0, 10, 255])
 def test_unknown_version_is_an_error(fuzzlib, sample, version):
-    with pytest.raises(ContainerError, match=f"version {version} .this build reads 1, 2, 3, 4, 5, 6, 7, 8\\)"):
+    with pytest.raises(ContainerError, match=f"version {version} .this build reads 1, 2, 3, 4, 5, 6, 7, 8, 9\\)"):
         parse(fuzzlib.set_field(sample.data, "version", version))
 
 
@@ -336,7 +357,7 @@ def test_version_3_is_written_only_for_a_fine_ladder():
                                                                               False, False)
     assert parse(prefix(data, 1)).header.version == 3
     assert parse(build("progdtd", DIGEST, 97, 31, LAYERS, CHECKS, ladder=(1, 3, 5), version=2)).header.version == 2
-    with pytest.raises(ContainerError, match="format version 3, 6, 7 or 8"):
+    with pytest.raises(ContainerError, match="format version 3, 6, 7, 8 or 9"):
         build("progdtd", DIGEST, 97, 31, LAYERS, CHECKS, ladder=(1, 3, 5), fine_ladder=True, version=2)
 
 

@@ -75,6 +75,27 @@ def test_export_load_encode_is_stable(photo_dir, tmp_path, model):
     data = progcodec.encode(image, model=one)
     assert data == progcodec.encode(image, model=two)
     assert progcodec.decode(data, model=two).size == (160, 120)
+    # vam exports its integer parameter path (calibrated on the held-out crops), progdtd has none
+    assert progcodec.info(data)["integer_params"] is (model == "vam") is one.has_integer_params
+    assert ("integer_params" in manifest["training"]) is (model == "vam")
+
+
+def test_export_without_the_integer_path_and_fine_tune_from_one(photo_dir, tmp_path):
+    """--no-integer-params exports the float64 path; a fine-tune from weights with an integer
+    path leaves it behind (it belongs to the old float weights) and exports a fresh one."""
+    import progcodec
+
+    plain = train(_config(photo_dir, tmp_path / "a", steps=1, integer_params=False))
+    assert "integer_params" not in plain["config"] and not load_model(str(tmp_path / "a" / "vam.safetensors")).has_integer_params
+    first = _config(photo_dir, tmp_path / "b", steps=1)
+    train(first)
+    tuned = _config(photo_dir, tmp_path / "c", steps=2, init=first.out)
+    train(tuned)
+    old, new = load_model(first.out), load_model(tuned.out)
+    assert new.has_integer_params
+    assert not torch.equal(old.h_s_integer.layers[0].weight, new.h_s_integer.layers[0].weight)
+    data = progcodec.encode(photo_dir / "coffee.png", model=new)
+    assert progcodec.decode(data, model=new).size == (160, 120)
 
 
 def test_kodak_is_refused(tmp_path):

@@ -157,7 +157,8 @@ def _encode(net, image, layers, ladder, preview, bpp, max_bytes, rem, tile, prog
         file_layers = tiling.encode(net, np.asarray(im), grid, header_ladder, preview, rem, progress)
         checksums, tile_size = (), (grid.tile_h, grid.tile_w)
     return container.build(net.name, net.weights_digest, im.width, im.height, file_layers[:layers], checksums,
-                           preview=preview, ladder=header_ladder, rem=rem, tile=tile_size)
+                           preview=preview, ladder=header_ladder, rem=rem, tile=tile_size,
+                           integer_params=net.has_integer_params)
 
 
 def _encode_to_targets(net, im, x, bpp, max_bytes, preview, ladder, layers, rem) -> bytes:
@@ -191,7 +192,8 @@ def _encode_to_targets(net, im, x, bpp, max_bytes, preview, ladder, layers, rem)
         raise ProgcodecError(f"bad rate targets: {message}") from None
     return container.build(net.name, net.weights_digest, im.width, im.height, out["layers"], out["checksums"],
                            preview=preview, ladder=out["ladder"], base_chunk=out.get("base_chunk", False),
-                           fine_ladder=out.get("fine_ladder", False), rem=rem)
+                           fine_ladder=out.get("fine_ladder", False), rem=rem,
+                           integer_params=net.has_integer_params)
 
 
 def _parse(data: bytes) -> container.PgcFile:
@@ -300,6 +302,11 @@ def _decoder_for(header: container.Header, model, weights, device, keep_state: b
         raise ProgcodecError("corrupt header (layer or checksum count does not fit the model)")
     if header.rem and not net.has_rem:
         raise ProgcodecError(f"corrupt header: it says REMs, and the {net.name} weights it names have none")
+    if header.integer_params != net.has_integer_params:
+        # the weights' sha256 is the file's: only a forged header gets here
+        raise ProgcodecError(f"corrupt header: it says the entropy parameters came from "
+                             f"{'an integer' if header.integer_params else 'the float64'} path, and the "
+                             f"{net.name} weights it names have {'none' if header.integer_params else 'one'}")
     ph, pw = padded_size(header.height, header.width, net.stride)
     if header.tile:
         return _tiled_decoder_for(net, header, ph, pw, keep_state, progress)
@@ -338,7 +345,7 @@ def info(data: bytes) -> dict:
         "weights": header.weights_digest.hex(), "format_version": header.version,
         "declared_layers": header.num_layers, "layers": layers,
         "preview": header.preview, "ladder": list(header.ladder) or "trained", "fine_ladder": header.fine_ladder,
-        "rem": header.rem, "tiles": _tiles(header),
+        "rem": header.rem, "integer_params": header.integer_params, "tiles": _tiles(header),
     }
 
 

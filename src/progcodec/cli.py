@@ -79,6 +79,9 @@ def main():
 @click.option("--rem-cache", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="--stage rem, rate loss: compute the frozen backbone's statistics of N crops once and train "
                    "the REMs on batches drawn from them (about 0.8 MB a 256-px crop; 0: fresh crops every step).")
+@click.option("--integer-params/--no-integer-params", default=True, show_default=True,
+              help="vam: export with the integer entropy-parameter path (bit-exact on every CPU, faster "
+                   "coding), calibrated on the held-out validation crops.")
 @click.option("--resume", type=click.Path(exists=True), default=None, help="Checkpoint to continue from.")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Fine-tune: start from exported .safetensors weights with a fresh optimiser.")
@@ -505,7 +508,8 @@ def info(file, as_json):
     click.echo(f"{file}: {meta['model']} {meta['width']}x{meta['height']}, "
                f"{len(meta['layers'])} of {meta['declared_layers']} layer(s), weights {meta['weights']}, "
                f"format {meta['format_version']}, {'preview layer, ' if meta['preview'] else ''}"
-               f"{'REMs, ' if meta['rem'] else ''}{_tiles_text(meta['tiles'])}{ladder}")
+               f"{'REMs, ' if meta['rem'] else ''}{'integer parameters, ' if meta['integer_params'] else ''}"
+               f"{_tiles_text(meta['tiles'])}{ladder}")
     for layer in meta["layers"]:
         click.echo(f"  layer {layer['index']:2d}: {layer['bytes']:8d} B, ends at {layer['cumulative_bytes']:8d} B, "
                    f"{layer['bpp']:.4f} bpp")
@@ -580,6 +584,31 @@ def weights_add(file, quiet):
 
     dest = add_weights(Path(file))
     _report(quiet, f"added {dest}")
+
+
+@weights.command("integerize")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("data_dir", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The new weights (.safetensors; the .json manifest goes beside it).")
+@QUIET_OPTION
+def weights_integerize(file, data_dir, output, quiet):
+    """Give vam weights FILE an integer entropy-parameter path, calibrated on DATA_DIR's held-out photos.
+
+    The float weights stay as they are; the integer versions of the hyper-synthesis and
+    the residual's parameter network are added, so the result is a new release (new id).
+    Files encoded with it compute their entropy parameters in integer arithmetic: bit-exact
+    on every CPU, and faster (format version 9). Training adds this path itself.
+    """
+    from .train.integer_params import integerize_weights
+
+    if output.suffix != ".safetensors":
+        raise click.BadParameter("the output is a .safetensors file", param_hint="--output")
+    try:
+        manifest = integerize_weights(file, list(data_dir), output)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    _report(quiet, f"wrote {output} (id {manifest['sha256'][:16]})")
 
 
 @main.command()

@@ -19,7 +19,10 @@ Layout (all integers big-endian)::
                                  (version 3) bit 2: a fine ladder (progdtd: channel counts in
                                  units of 2**-16, a partial channel sent most uncertain first);
                                  bit 3: vam's residual coded with its Rate Enhancement Modules;
-                                 (version 4) bit 4: tiled (see tiling.py)
+                                 (version 4) bit 4: tiled (see tiling.py);
+                                 (version 8) bit 5: a standard ladder (below);
+                                 (version 9) bit 6: the entropy parameters were computed on
+                                 the weights' integer path (coding/integer_path.py)
     ladder    B + I*n            (version 2) the model's ladder: vam's cumulative residual
                                  shares in units of 2**-24, progdtd's channel counts;
                                  n = 0: the model's default ladder
@@ -43,14 +46,20 @@ Version 8 names a standard ladder by its length: when the ladder is
 quality), layout bit 5 is set and the ladder field is the varint n alone. vam's
 default header on a 768x512 image shrinks from 116 to 73 bytes.
 
+Version 9 adds layout bit 6: the file's entropy parameters come from the integer
+versions of the parameter networks that its weights carry, not from their float64
+copies. The weights decide (weights that carry an integer path code every file on
+it); the bit says so in the file, so that a decoder holding other weights stops
+with a clear error, and a reader older than version 9 refuses the file by its
+version rather than decoding it on the float64 path into a checksum mismatch.
+
 Version 1 files (no layout, no ladder: the default ladder, no preview) still
 parse. Version 6 moves each layer's CRC32 from the header to the end of the
 layer: the header no longer grows by 4 bytes a layer, so the first picture
 (the header and layer 1) comes 4 bytes a layer sooner, and a layer's bytes
 carry their own check. Version 7 writes the header's sizes as varints, version 8
-names standard ladders (above). New files are version 8; ``build(version=...)`` writes
-version 7, 6 or the
-earlier layout (2 unless a fine ladder or REMs need 3, 5 when tiled) for
+names standard ladders (above), version 9 marks the integer parameter path. New files are
+version 9; ``build(version=...)`` writes version 8, 7, 6 or the earlier layout (2 unless a fine ladder or REMs need 3, 5 when tiled) for
 readers that predate it. A prefix of the file that ends on a layer boundary is a valid
 file with fewer layers: the header stays as written and the parser counts
 complete layers.
@@ -66,10 +75,11 @@ from .coding.ladder import SHARE_UNIT, standard_ladder
 from .errors import ContainerError
 
 MAGIC = b"\x89PGC"
-FORMAT_VERSION = 8             # the newest version this build writes
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
+FORMAT_VERSION = 9             # the newest version this build writes
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 COMPACT_HEADER = 7             # from version 7 the header's sizes and lengths are varints
 STANDARD_LADDER = 8            # from version 8 a standard ladder is written as its length
+INTEGER_PARAMS = 9             # from version 9 a layout bit marks the integer parameter path
 LAYER_TRAILER = 4              # version 6: each layer ends with its CRC32
 LAYOUT_PREVIEW = 1
 LAYOUT_BASE_CHUNK = 2
@@ -77,11 +87,13 @@ LAYOUT_FINE_LADDER = 4         # from version 3
 LAYOUT_REM = 8                 # from version 3
 LAYOUT_TILED = 16              # from version 4
 LAYOUT_STANDARD_LADDER = 32    # from version 8: the ladder is standard_ladder(n), its field n alone
+LAYOUT_INTEGER_PARAMS = 64     # from version 9: entropy parameters from the weights' integer path
 FINE_CHANNEL_UNIT = 1 << 16    # a fine ladder's channel counts are in units of 2**-16
 LAYOUT_BITS = {2: LAYOUT_PREVIEW | LAYOUT_BASE_CHUNK,
                3: LAYOUT_PREVIEW | LAYOUT_BASE_CHUNK | LAYOUT_FINE_LADDER | LAYOUT_REM}
 LAYOUT_BITS[4] = LAYOUT_BITS[5] = LAYOUT_BITS[6] = LAYOUT_BITS[7] = LAYOUT_BITS[3] | LAYOUT_TILED
 LAYOUT_BITS[8] = LAYOUT_BITS[7] | LAYOUT_STANDARD_LADDER
+LAYOUT_BITS[9] = LAYOUT_BITS[8] | LAYOUT_INTEGER_PARAMS
 MAX_NAME = 32
 MAX_LAYERS = 64
 MAX_CHECKSUMS = 8
@@ -108,6 +120,7 @@ class Header:
     fine_ladder: bool = False         # progdtd: ladder in 2**-16 channels, partial channels ranked by σ
     rem: bool = False                 # vam: later chunks coded with the REMs' refined parameters
     tile: tuple[int, int] | None = None   # (height, width) of the tiles of a tiled file
+    integer_params: bool = False      # entropy parameters from the weights' integer path (version 9)
 
     @property
     def num_layers(self) -> int:
@@ -199,15 +212,20 @@ MAX_HEADER_BYTES = max(header_size("x" * MAX_NAME, MAX_LAYERS, MAX_CHECKSUMS, MA
 def build(model: str, weights_digest: bytes, width: int, height: int,
           layers: list[bytes], checksums=(), preview: bool = False, ladder=(), base_chunk: bool = False,
           fine_ladder: bool = False, rem: bool = False, tile: tuple[int, int] | None = None,
-          version: int | None = None) -> bytes:
+          version: int | None = None, integer_params: bool = False) -> bytes:
     """Serialise a header and its layers into one ``.pgc`` file of ``version`` (default
-    FORMAT_VERSION; 7; 6; or the earlier layout that expresses the file: 2, 3 for a fine ladder
-    or REMs, 5 for tiles of ``tile`` = (height, width) pixels)."""
+    FORMAT_VERSION; 8; 7; 6; or the earlier layout that expresses the file: 2, 3 for a fine ladder
+    or REMs, 5 for tiles of ``tile`` = (height, width) pixels). A file whose parameters came from
+    the integer path (``integer_params``) is version 9 only."""
     legacy = 5 if tile else 3 if fine_ladder or rem else 2
     version = FORMAT_VERSION if version is None else version
-    if version not in (legacy, 6, COMPACT_HEADER, FORMAT_VERSION):
-        raise ContainerError(f"this file is written as format version {legacy}, 6, {COMPACT_HEADER} or "
-                             f"{FORMAT_VERSION}, not {version}")
+    if version not in (legacy, 6, COMPACT_HEADER, STANDARD_LADDER, FORMAT_VERSION):
+        raise ContainerError(f"this file is written as format version {legacy}, 6, {COMPACT_HEADER}, "
+                             f"{STANDARD_LADDER} or {FORMAT_VERSION}, not {version}")
+    if integer_params and version < INTEGER_PARAMS:
+        raise ContainerError(f"a file coded on the integer parameter path is format version {INTEGER_PARAMS}; "
+                             f"version {version} cannot say so (a version-{version} reader would decode it "
+                             "on the float64 path, wrongly)")
     trailer = crc_trailer(version)
     crcs = [zlib.crc32(b) for b in layers]
     lengths = [len(b) + trailer for b in layers]
@@ -219,7 +237,7 @@ def build(model: str, weights_digest: bytes, width: int, height: int,
     standard = version >= STANDARD_LADDER and is_standard_ladder(ladder)
     layout = ((LAYOUT_PREVIEW if preview else 0) | (LAYOUT_BASE_CHUNK if base_chunk else 0)
               | (LAYOUT_FINE_LADDER if fine_ladder else 0) | (LAYOUT_REM if rem else 0) | (LAYOUT_TILED if tile else 0)
-              | (LAYOUT_STANDARD_LADDER if standard else 0))
+              | (LAYOUT_STANDARD_LADDER if standard else 0) | (LAYOUT_INTEGER_PARAMS if integer_params else 0))
     checks = struct.pack(f">B{len(checksums)}I", len(checksums), *checksums)
     if version >= COMPACT_HEADER:
         steps = [b - a for a, b in zip((0,) + ladder, ladder)]
@@ -248,7 +266,7 @@ def convert(data: bytes, version: int) -> bytes:
     h = pgc.header
     return build(h.model, h.weights_digest, h.width, h.height, pgc.layers, h.checksums, preview=h.preview,
                  ladder=h.ladder, base_chunk=h.base_chunk, fine_ladder=h.fine_ladder, rem=h.rem, tile=h.tile,
-                 version=version)
+                 version=version, integer_params=h.integer_params)
 
 
 class _Reader:
@@ -334,7 +352,8 @@ def parse_header(data: bytes) -> tuple[Header, int]:
     _check_header_fields(model, digest, width, height, checksums, lengths, crcs, ladder, tile, version)
     return Header(model, digest, width, height, tuple(checksums), tuple(lengths), tuple(crcs),
                   bool(layout & LAYOUT_PREVIEW), tuple(ladder), version, bool(layout & LAYOUT_BASE_CHUNK),
-                  bool(layout & LAYOUT_FINE_LADDER), bool(layout & LAYOUT_REM), tile), r.pos
+                  bool(layout & LAYOUT_FINE_LADDER), bool(layout & LAYOUT_REM), tile,
+                  bool(layout & LAYOUT_INTEGER_PARAMS)), r.pos
 
 
 def parse(data: bytes) -> PgcFile:

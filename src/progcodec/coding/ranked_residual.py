@@ -7,6 +7,7 @@ from compressai.entropy_models import GaussianConditional
 from torch import nn
 
 from .gaussian import Float32Path, Float64Path, GaussianSymbolCoder, ste_round, tensor_checksum, verify_checksum
+from .integer_path import IntegerNetwork, exact_path
 from .ladder import DEFAULT_SCHEDULE, validate_schedule
 from .ranking import bounds_of, chunk_bounds, chunk_positions, rank_elements, top_fraction_mask
 from .rem import RateEnhancementModule, rem_positions
@@ -49,7 +50,8 @@ class RankedResidualLatentCodec(nn.Module):
     those decoded.
     """
 
-    def __init__(self, latent_channels: int, context_channels: int, schedule=DEFAULT_SCHEDULE, rem_shares=()):
+    def __init__(self, latent_channels: int, context_channels: int, schedule=DEFAULT_SCHEDULE, rem_shares=(),
+                 integer_params: bool = False):
         super().__init__()
         self.schedule = validate_schedule(schedule)
         self.rem_shares = tuple(float(s) for s in rem_shares)
@@ -58,8 +60,10 @@ class RankedResidualLatentCodec(nn.Module):
         self.rems = nn.ModuleList(RateEnhancementModule(latent_channels) for _ in self.rem_shares)
         self._rems64: list[Float64Path] = []
         self.residual_params = ResidualParams(latent_channels, context_channels)
+        # its integer version (integer_path.py), from the weights; None: coded on the float64 path
+        self.residual_params_integer = IntegerNetwork.like(self.residual_params.net) if integer_params else None
         self.gaussian_conditional = GaussianConditional(None)
-        self._params64: Float64Path | None = None
+        self._params_exact = None
         self._coder: GaussianSymbolCoder | None = None
 
     @property
@@ -93,8 +97,8 @@ class RankedResidualLatentCodec(nn.Module):
 
     # -- coding ---------------------------------------------------------
     def prepare_inference(self) -> None:
-        """Freeze the float64 parameter path and the CDF tables for coding."""
-        self._params64 = Float64Path(self.residual_params)
+        """Freeze the exact parameter path (integer or float64) and the CDF tables for coding."""
+        self._params_exact = exact_path(self.residual_params, self.residual_params_integer)
         self._rems64 = [Float64Path(rem) for rem in self.rems]
         self._coder = GaussianSymbolCoder(self.gaussian_conditional)
 
@@ -104,9 +108,9 @@ class RankedResidualLatentCodec(nn.Module):
         predicted mean, which encoder and decoder both know, so the tile's edges see context.
         ``exact=False`` runs the float32 network instead, where the transforms run: for a mean
         fill that no symbol is coded with, float64's agreement between machines buys nothing."""
-        if self._params64 is None:
+        if self._params_exact is None:
             self.prepare_inference()
-        network = self._params64 if exact else Float32Path(self.residual_params)
+        network = self._params_exact if exact else Float32Path(self.residual_params)
         if window is None:
             scales, means = network(hyper_features, y_hat_base).chunk(2, 1)
             return means, scales

@@ -54,6 +54,7 @@ class ProgressiveModel(CompressionModel):
         return decoder.reconstruct()
 
     has_rem = False           # Rate Enhancement Modules in these weights (vam)
+    has_integer_params = False    # entropy parameters on an integer path these weights carry (vam)
 
     def checksum_count(self, rem: bool = False) -> int:
         """Checksums in the header of a file written with (or without) REMs."""

@@ -18,8 +18,9 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 
 from ..coding.budgets import fit_ranges
 from ..coding.gaussian import (
-    Float32Path, Float64Path, GaussianSymbolCoder, quantize_symbols, tensor_checksum, ste_round, verify_checksum,
+    Float32Path, GaussianSymbolCoder, quantize_symbols, tensor_checksum, ste_round, verify_checksum,
 )
+from ..coding.integer_path import IntegerNetwork, exact_path, quantize
 from ..coding.ranked_residual import RankedResidualLatentCodec
 from ..coding.ladder import DEFAULT_SCHEDULE, even_quality_schedule, ladder_to_schedule, schedule_to_ladder, share_of
 from ..coding.ranking import bounds_of, chunk_bounds, top_fraction_mask
@@ -39,7 +40,7 @@ class VarianceAwareMasking(ProgressiveModel):
 
     def __init__(self, N: int = 128, M: int = 192, schedule=DEFAULT_SCHEDULE,
                  lambda_base: float = 0.0035, lambda_top: float = 0.0483, lambda_preview: float = 0.0,
-                 rem_shares=()):
+                 rem_shares=(), integer_params: bool = False):
         super().__init__()
         self.N, self.M = N, M
         self.lambda_base, self.lambda_top = lambda_base, lambda_top
@@ -57,8 +58,11 @@ class VarianceAwareMasking(ProgressiveModel):
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(None)
         # Rate Enhancement Modules, one per share of the ranked residual (coding/rem.py)
-        self.residual = RankedResidualLatentCodec(M, 2 * M, schedule, rem_shares)
-        self._h_s64: Float64Path | None = None
+        self.residual = RankedResidualLatentCodec(M, 2 * M, schedule, rem_shares, integer_params)
+        # h_s in integer arithmetic (coding/integer_path.py): made from the trained weights by
+        # calibrate_integer_params and shipped with them; None: coded on the float64 path
+        self.h_s_integer = IntegerNetwork.like(self.h_s) if integer_params else None
+        self._h_s_exact = None
         self._base_coder: GaussianSymbolCoder | None = None
 
     @property
@@ -69,7 +73,13 @@ class VarianceAwareMasking(ProgressiveModel):
         return {"N": self.N, "M": self.M, "schedule": list(self.residual.schedule),
                 "lambda_base": self.lambda_base, "lambda_top": self.lambda_top,
                 "lambda_preview": self.lambda_preview,
-                **({"rem_shares": list(self.residual.rem_shares)} if self.residual.rem_shares else {})}
+                **({"rem_shares": list(self.residual.rem_shares)} if self.residual.rem_shares else {}),
+                **({"integer_params": True} if self.has_integer_params else {})}
+
+    @property
+    def has_integer_params(self) -> bool:
+        """Whether the entropy parameters are coded on the integer path (files of format 9)."""
+        return self.h_s_integer is not None
 
     @property
     def has_rem(self) -> bool:
@@ -213,8 +223,27 @@ class VarianceAwareMasking(ProgressiveModel):
         return out
 
     # -- coding ----------------------------------------------------------
+    @torch.no_grad()
+    def calibrate_integer_params(self, images: list[torch.Tensor]) -> None:
+        """Make the integer versions of h_s and the residual's parameter network from the trained
+        weights, their activation ranges measured on ``images`` (a few crops, never Kodak); they
+        travel in the weights file from then on (config ``integer_params``)."""
+        self.h_s_integer = self.residual.residual_params_integer = None
+        self.prepare_inference()          # the float64 path: what the integer one approximates
+        z_hats, residual_inputs = [], []
+        for x in images:
+            latents = self.analysis(x.to(next(self.parameters()).device))
+            _, z_hat, _ = self.code_hyper_latent(self.h_a(latents))
+            hyper, means_b, _ = self._base_parameters(z_hat)
+            y_hat_base = quantize_symbols(latents.chunk(2, 1)[0], means_b) + means_b
+            z_hats.append(z_hat)
+            residual_inputs.append(torch.cat([hyper, y_hat_base], 1))
+        self.h_s_integer = quantize(self.h_s, z_hats)
+        self.residual.residual_params_integer = quantize(self.residual.residual_params.net, residual_inputs)
+        self.prepare_inference()
+
     def prepare_inference(self) -> None:
-        self._h_s64 = Float64Path(self.h_s)
+        self._h_s_exact = exact_path(self.h_s, self.h_s_integer)
         self._base_coder = GaussianSymbolCoder(self.gaussian_conditional)
         self.residual.prepare_inference()
 
@@ -223,11 +252,11 @@ class VarianceAwareMasking(ProgressiveModel):
         return self.h_a(latents)
 
     def hyper_parameters(self, z_hat: torch.Tensor) -> torch.Tensor:
-        """The hyper-synthesis features at the latent's resolution (float64, deterministic):
+        """The hyper-synthesis features at the latent's resolution (float64 on the exact path):
         everything the entropy parameters are derived from besides ŷ_base."""
-        if self._h_s64 is None:
+        if self._h_s_exact is None:
             self.prepare_inference()
-        return self._h_s64(z_hat)
+        return self._h_s_exact(z_hat)
 
     def residual_window(self, hyper_around: torch.Tensor, offset: tuple[int, int]):
         """(ŷ_base stand-in, hyper features, offset): the residual parameters of a tile's edge
@@ -240,7 +269,7 @@ class VarianceAwareMasking(ProgressiveModel):
         return Float32Path(self.h_s)(z_hat)
 
     def _base_parameters(self, z_hat: torch.Tensor, hyper: torch.Tensor | None = None):
-        if self._h_s64 is None:
+        if self._h_s_exact is None:
             self.prepare_inference()
         hyper = self.hyper_parameters(z_hat) if hyper is None else hyper
         scales_b, means_b = hyper.chunk(2, 1)

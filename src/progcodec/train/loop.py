@@ -49,6 +49,7 @@ class TrainConfig:
     resume: str | None = None
     init: str | None = None        # start from exported weights (fine-tune), fresh optimiser
     stage: str = "full"            # "rem": train vam's Rate Enhancement Modules alone on a frozen --init model
+    integer_params: bool = True    # vam: export with the integer entropy-parameter path
     rem_shares: tuple = ()         # vam: where in the ranked residual each REM runs (stage rem: default 0.05)
     rem_loss: str = "rate"         # stage rem: "rate" (the paper's) or "rd" (also the refined mean fill's distortion)
     rem_cache: int = 0             # stage rem: draw batches from this many crops' frozen statistics (rem_cache.py)
@@ -184,6 +185,17 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
         extra["rem_shares"] = rem_shares
     if cfg.stage == "rem" and not (cfg.init or cfg.resume):
         raise ValueError("--stage rem trains REMs on a trained model: give --init WEIGHTS")
+    init_state = ckpt = None
+    if cfg.resume:
+        ckpt = torch.load(cfg.resume, map_location=device, weights_only=False)
+    elif cfg.init:
+        from safetensors.torch import load_file
+
+        init_state = load_file(cfg.init)
+    # REMs train on a frozen backbone: its integer parameter path stays the one it came with
+    started_from = ckpt["model"] if ckpt else init_state or {}
+    if cfg.stage == "rem" and any("_integer." in k for k in started_from):
+        extra["integer_params"] = True
     model = MODELS[cfg.model](lambda_base=cfg.lambda_base, lambda_top=cfg.lambda_top,
                               **extra, **cfg.model_args).to(device)
     model.transform_dtype = transform_dtype(cfg.precision, device)
@@ -203,22 +215,22 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
     optimizer = torch.optim.Adam([{"params": main, "lr": cfg.lr}, {"params": quantiles, "lr": cfg.aux_lr}])
 
     step, elapsed, history, previous = 0, 0.0, [], None
-    if cfg.init and not cfg.resume:
-        from safetensors.torch import load_file
-
-        state = load_file(cfg.init)
+    if init_state is not None:
+        state = init_state
         if cfg.stage == "full" and not rem_shares:
             # REMs are trained on a frozen backbone (--stage rem); training the backbone
             # makes them stale, so they are left behind (scripts/attach_rems.py carries them)
             state = {k: v for k, v in state.items() if not k.startswith("residual.rems.")}
+        if not model.has_integer_params:
+            # an integer parameter path is made from the float weights at export: never trained
+            state = {k: v for k, v in state.items() if "_integer." not in k}
         missing, unexpected = model.load_state_dict(state, strict=False)
         new_rems = all(k.startswith("residual.rems.") for k in missing)
         if unexpected or not new_rems or (missing and cfg.stage != "rem"):
             raise ValueError(f"{cfg.init} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
         init_manifest = Path(cfg.init).with_suffix(".json")
         previous = json.loads(init_manifest.read_text()).get("training") if init_manifest.exists() else None
-    if cfg.resume:
-        ckpt = torch.load(cfg.resume, map_location=device, weights_only=False)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step, elapsed, history = ckpt["step"], ckpt["elapsed"], ckpt.get("history", [])
@@ -300,6 +312,12 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
 
     manifest = None
     if rank == 0:
+        integer_params = None
+        if cfg.integer_params and hasattr(model, "calibrate_integer_params") and not model.has_integer_params:
+            from .integer_params import calibration_crops, integerize
+
+            crops = val_images if val_images is not None else calibration_crops(cfg.data)
+            integer_params = integerize(model.eval(), crops)
         manifest = save_weights(model, Path(cfg.out), {
             "training": {
                 "steps": step, "batch": cfg.batch * world, "crop": cfg.crop, "lr": cfg.lr,
@@ -319,6 +337,7 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
                 "init_from": cfg.init,
                 "previous": previous,
                 "cumulative_steps": step + (previous or {}).get("cumulative_steps", (previous or {}).get("steps", 0)),
+                **({"integer_params": integer_params} if integer_params else {}),
             },
         })
         emit("done", manifest)

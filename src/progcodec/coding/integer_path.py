@@ -1,0 +1,273 @@
+"""The entropy-parameter path in integer arithmetic: exact on every machine, and fast.
+
+Ballé, Johnston, Minnen, "Integer networks for data compression with latent-variable
+models", ICLR 2019: rANS needs the decoder's scale indexes to equal the encoder's
+exactly, and a float network cannot promise that across machines. Here each
+convolution of the parameter network runs on integers::
+
+    x (float64) ─► round(x · 2^e[c]) ─► 128·hi + lo ─► im2col ─► int8 GEMM against 64·hi' + lo'
+                   per-channel steps      int8 parts                (int32 sums, 4 products)
+                                                                                         │
+    next layer ◄── LeakyReLU ◄── acc · s[o] + b[o] (float64, one rounding each) ◄── Σ products · 2^k
+
+Integer sums do not depend on the order a GEMM adds them in, and every float64
+operation after them is a single correctly rounded multiply or add, so encoder
+and decoder agree bit for bit whatever the CPU, thread count or BLAS.
+
+The quantised weights (12-bit integers as two int8 parts within [-63, 63]: a u8×s8
+pair sum stays below 2^15, so CPUs without VNNI cannot saturate either), the activation steps and the output
+scales are computed once from the float weights and a few calibration crops
+(:func:`quantize`) and shipped in the weights file; both sides read them from
+there, never recompute them. The float64 path (gaussian.Float64Path) stays for
+files written before, and for weights without an integer path.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .gaussian import Float64Path, snap
+
+# Weights are integers in [-4063, 4063], stored as 64·hi + lo with hi in [-63, 63] and lo in
+# [-32, 31]: 7-bit int8 parts, so no u8×s8 pair sum can saturate on CPUs without VNNI (vpmaddubsw).
+WEIGHT_LO_BITS = 6
+WEIGHT_MAX = 63 * 64 + 31
+# Activations are integers in [-2^14, 2^14), stored as 128·hi + lo with hi in [-128, 127], lo in [0, 127].
+ACT_LIMIT = 1 << 14
+ACT_LO_BITS = 7
+
+
+def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Exact int8 × int8 → int32 product (any CPU): torch's int8 GEMM where it has one, else
+    the same integers through float64, exact while sums stay below 2^53 (they stay below 2^31)."""
+    if hasattr(torch, "_int_mm"):
+        try:
+            return torch._int_mm(a, b)
+        except RuntimeError:   # a build without a CPU int8 GEMM
+            pass
+    return (a.double() @ b.double()).to(torch.int32)
+
+
+def split_int8(x: torch.Tensor, lo_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integers x = 2^lo_bits · hi + lo with lo in [0, 2^lo_bits), as int8 parts."""
+    hi = torch.div(x, 1 << lo_bits, rounding_mode="floor")
+    return hi.to(torch.int8), (x - hi * (1 << lo_bits)).to(torch.int8)
+
+
+def split_weight(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights in [-WEIGHT_MAX, WEIGHT_MAX] as 64·hi + lo with lo in [-32, 31], |hi| <= 63."""
+    half = 1 << (WEIGHT_LO_BITS - 1)
+    hi = torch.div(w + half, 1 << WEIGHT_LO_BITS, rounding_mode="floor")
+    return hi.to(torch.int8), (w - hi * (1 << WEIGHT_LO_BITS)).to(torch.int8)
+
+
+class IntegerConv(nn.Module):
+    """One Conv2d (stride 1) or ConvTranspose2d, then optionally a LeakyReLU, on integers.
+
+    Works channels-last: (N, H, W, C) float64 in and out. Buffers (in the weights file):
+    ``weight`` int8, the weights' hi parts then their lo parts along the columns: (k·k, C_in,
+    2·C_out) for a conv, one (C_in, 2·C_out) matrix per tap; (C_in, 2·k·k·C_out) for a
+    transposed conv (columns: hi or lo, tap row, tap column, output channel); ``in_exp`` int32 (C_in,): inputs are rounded to steps of 2^-in_exp;
+    ``out_scale`` and ``bias`` float64 (C_out,).
+    """
+
+    def __init__(self, transposed: bool, in_ch: int, out_ch: int, kernel: int, stride: int, padding: int,
+                 output_padding: int = 0, negative_slope: float | None = None):
+        super().__init__()
+        if not transposed and stride != 1:
+            raise ValueError("integer convolutions have stride 1 (transposed ones any)")
+        self.transposed, self.in_ch, self.out_ch = transposed, in_ch, out_ch
+        self.kernel, self.stride, self.padding, self.output_padding = kernel, stride, padding, output_padding
+        self.negative_slope = negative_slope
+        k2 = kernel * kernel
+        shape = (in_ch, 2 * k2 * out_ch) if transposed else (k2, in_ch, 2 * out_ch)
+        self.register_buffer("weight", torch.zeros(shape, dtype=torch.int8))
+        self.register_buffer("in_exp", torch.zeros(in_ch, dtype=torch.int32))
+        self.register_buffer("out_scale", torch.zeros(out_ch, dtype=torch.float64))
+        self.register_buffer("bias", torch.zeros(out_ch, dtype=torch.float64))
+
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """int32 steps of x (N, H, W, C): a multiply by a power of two is exact, and rounding
+        half to even is the same everywhere."""
+        steps = torch.ldexp(torch.ones((), dtype=torch.float64), self.in_exp.double())
+        return torch.round(x * steps).clamp_(-ACT_LIMIT, ACT_LIMIT - 1).to(torch.int32)
+
+    def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hi and lo parts side by side, hi parts alone): the GEMMs' right-hand sides."""
+        if getattr(self, "_cached", None) is None or self._cached[0] is not self.weight:
+            hi_only = self.weight[..., :self.weight.shape[-1] // 2].contiguous()
+            self._cached = (self.weight, hi_only)
+        return self.weight, self._cached[1]
+
+    def _products(self, hi: torch.Tensor, lo: torch.Tensor, rows: slice | None = None, tap: int | None = None):
+        """int32 GEMMs of the input's hi and lo parts (flat, (rows, C_in)) against the weights' parts:
+        (hi × [w_hi | w_lo], lo × w_hi). The product of the two lo parts is left out: below
+        2^-13 of the whole, it would cost a third more arithmetic."""
+        both, hi_only = self._weights()
+        if tap is not None:
+            both, hi_only = both[tap], hi_only[tap]
+        if rows is not None:
+            hi, lo = hi[rows], lo[rows]
+        return int_matmul(hi, both), int_matmul(lo, hi_only)
+
+    def _conv(self, hi: torch.Tensor, lo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The conv's integer sums of int8 (N, H, W, C_in) parts: (N, H, W, 2·C_out), (N, H, W, C_out).
+
+        The padded input is one flat (rows, C_in) matrix; a tap at (i, j) reads it shifted by
+        i·W_padded + j rows, a contiguous view, so each tap is a GEMM and nothing is copied.
+        Rows that straddle the padding are computed and dropped."""
+        k, p = self.kernel, self.padding
+        if p:
+            hi, lo = F.pad(hi, (0, 0, p, p, p, p)), F.pad(lo, (0, 0, p, p, p, p))
+        n, hp, wp = hi.shape[:3]
+        hi, lo = hi.reshape(-1, self.in_ch), lo.reshape(-1, self.in_ch)
+        span = hi.shape[0] - (k - 1) * (wp + 1)
+        sums = None
+        for tap in range(k * k):
+            i, j = divmod(tap, k)
+            products = self._products(hi, lo, slice(i * wp + j, i * wp + j + span), tap)
+            # integers: the same sums in any order
+            sums = products if sums is None else tuple(s.add_(q) for s, q in zip(sums, products))
+        out = []
+        for t in sums:
+            t = F.pad(t, (0, 0, 0, hi.shape[0] - span)).reshape(n, hp, wp, -1)
+            out.append(t[:, :hp - 2 * p, :wp - 2 * p] if p else t)
+        return out[0], out[1]
+
+    def _transposed(self, hi: torch.Tensor, lo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The transposed conv's integer sums: each input position's k·k output taps added onto
+        a canvas (integers: exact in any order)."""
+        k, s, p, op = self.kernel, self.stride, self.padding, self.output_padding
+        n, height, width = hi.shape[:3]
+        out_h, out_w = (height - 1) * s - 2 * p + k + op, (width - 1) * s - 2 * p + k + op
+        out = []
+        for cols in self._products(hi.reshape(-1, self.in_ch), lo.reshape(-1, self.in_ch)):
+            parts = cols.shape[-1] // (k * k * self.out_ch)       # 2: the hi and lo weights side by side
+            cols = cols.reshape(n, height, width, parts, k, k, self.out_ch)
+            canvas = cols.new_zeros(n, (height - 1) * s + k + op, (width - 1) * s + k + op, parts, self.out_ch)
+            for i in range(k):
+                for j in range(k):
+                    canvas[:, i:i + s * height:s, j:j + s * width:s] += cols[:, :, :, :, i, j]
+            out.append(canvas[:, p:p + out_h, p:p + out_w].reshape(n, out_h, out_w, parts * self.out_ch))
+        return out[0], out[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, C_in) float64 -> (N, H', W', C_out) float64."""
+        hi, lo = split_int8(self.quantize_input(x), ACT_LO_BITS)
+        hi_w, lo_hi = self._transposed(hi, lo) if self.transposed else self._conv(hi, lo)
+        c = self.out_ch
+        # (a·hi + lo)(w·hi' + lo') ≈ a·w·hi·hi' + a·hi·lo' + w·lo·hi', in int64: exact
+        acc = ((hi_w[..., :c].long() << (ACT_LO_BITS + WEIGHT_LO_BITS)) + (hi_w[..., c:].long() << ACT_LO_BITS)
+               + (lo_hi.long() << WEIGHT_LO_BITS))
+        out = acc.double() * self.out_scale + self.bias      # below 2^53: exact, then two roundings (no FMA)
+        if self.negative_slope is not None:
+            out = F.leaky_relu(out, self.negative_slope)
+        return out
+
+    @classmethod
+    def from_float(cls, layer: nn.Conv2d | nn.ConvTranspose2d, input_max: torch.Tensor,
+                   negative_slope: float | None) -> "IntegerConv":
+        """Quantise ``layer`` for inputs whose channels reach ``input_max`` in magnitude."""
+        transposed = isinstance(layer, nn.ConvTranspose2d)
+        k, s, p = layer.kernel_size[0], layer.stride[0], layer.padding[0]
+        in_ch, out_ch = layer.in_channels, layer.out_channels
+        q = cls(transposed, in_ch, out_ch, k, s, p, layer.output_padding[0] if transposed else 0, negative_slope)
+        # the finest power-of-two step that keeps twice the calibrated range inside the integers
+        headroom = 2.0 * input_max.double().clamp_min(1e-6)
+        exps = [math.floor(math.log2((ACT_LIMIT - 1) / float(m))) for m in headroom]
+        q.in_exp.copy_(torch.tensor(exps, dtype=torch.int32))
+        step = torch.ldexp(torch.ones((), dtype=torch.float64), -q.in_exp.double())
+        w = layer.weight.detach().double()
+        if transposed:    # (C_in, C_out, k, k): weight per integer input step, one scale per output
+            w = w * step.reshape(-1, 1, 1, 1)
+            scale = w.abs().amax(dim=(0, 2, 3)).clamp_min(1e-30) / WEIGHT_MAX
+            w_int = torch.round(w / scale.reshape(1, -1, 1, 1)).long().permute(0, 2, 3, 1)   # C_in, k, k, C_out
+            hi, lo = split_weight(w_int.reshape(in_ch, -1))
+            q.weight.copy_(torch.cat([hi, lo], dim=-1))
+        else:             # (C_out, C_in, k, k)
+            w = w * step.reshape(1, -1, 1, 1)
+            scale = w.abs().amax(dim=(1, 2, 3)).clamp_min(1e-30) / WEIGHT_MAX
+            w_int = torch.round(w / scale.reshape(-1, 1, 1, 1)).long().permute(2, 3, 1, 0)   # k, k, C_in, C_out
+            hi, lo = split_weight(w_int)
+            q.weight.copy_(torch.cat([hi, lo], dim=-1).reshape(k * k, in_ch, 2 * out_ch))
+        q.out_scale.copy_(scale)
+        q.bias.copy_(layer.bias.detach().double() if layer.bias is not None else torch.zeros(out_ch))
+        return q
+
+
+class IntegerNetwork(nn.Module):
+    """A Sequential of Conv2d / ConvTranspose2d / LeakyReLU as IntegerConvs: (N, C, H, W) float64
+    in and out, channels-last inside."""
+
+    def __init__(self, layers: list[IntegerConv]):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    @classmethod
+    def like(cls, sequential: nn.Sequential) -> "IntegerNetwork":
+        """An empty integer network shaped like ``sequential``, for weights to load into."""
+        layers = []
+        for conv, slope in _convs_of(sequential):
+            transposed = isinstance(conv, nn.ConvTranspose2d)
+            layers.append(IntegerConv(transposed, conv.in_channels, conv.out_channels, conv.kernel_size[0],
+                                      conv.stride[0], conv.padding[0],
+                                      conv.output_padding[0] if transposed else 0, slope))
+        return cls(layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.double().permute(0, 2, 3, 1)
+        for layer in self.layers:
+            x = layer(x)
+        return x.permute(0, 3, 1, 2).contiguous()
+
+
+class IntegerPath:
+    """:class:`~progcodec.coding.gaussian.Float64Path`'s counterpart: the inputs (concatenated on
+    the channels, as the float network does) through the integer network, on the CPU, the output
+    on the shared parameter grid."""
+
+    def __init__(self, network: IntegerNetwork):
+        self.network = copy.deepcopy(network).to("cpu").eval()
+
+    @torch.no_grad()
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=1)
+        return snap(self.network(x.detach().to("cpu", torch.float64)))
+
+
+def exact_path(module: nn.Module, integer: IntegerNetwork | None):
+    """The deterministic path of an entropy-parameter network: its integer version where the
+    weights carry one, else its float64 copy."""
+    return IntegerPath(integer) if integer is not None else Float64Path(module)
+
+
+def _convs_of(sequential: nn.Sequential) -> list[tuple[nn.Module, float | None]]:
+    """(conv, slope of the LeakyReLU after it or None) for each conv of ``sequential``."""
+    modules, out = list(sequential), []
+    for i, m in enumerate(modules):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            after = modules[i + 1] if i + 1 < len(modules) else None
+            out.append((m, after.negative_slope if isinstance(after, nn.LeakyReLU) else None))
+        elif not isinstance(m, nn.LeakyReLU):
+            raise TypeError(f"no integer version of {type(m).__name__}")
+    return out
+
+
+@torch.no_grad()
+def quantize(sequential: nn.Sequential, calibration: list[torch.Tensor]) -> IntegerNetwork:
+    """The integer version of ``sequential``, its activation steps set from the largest value each
+    input channel takes on ``calibration`` inputs (run through the float64 network)."""
+    layers, inputs = [], [x.to("cpu", torch.float64) for x in calibration]
+    for conv, slope in _convs_of(sequential):
+        input_max = torch.stack([x.abs().amax(dim=(0, 2, 3)) for x in inputs]).amax(0)
+        layers.append(IntegerConv.from_float(conv, input_max, slope))
+        conv64 = copy.deepcopy(conv).to("cpu", torch.float64)
+        inputs = [conv64(x) for x in inputs]
+        if slope is not None:
+            inputs = [F.leaky_relu(x, slope) for x in inputs]
+    return IntegerNetwork(layers)

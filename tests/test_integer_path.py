@@ -1,0 +1,185 @@
+"""The integer entropy-parameter path: exact integer arithmetic, so the same bits on any
+GEMM, thread count or batch, close to the float network it replaces, and files coded
+on it that round-trip at every layer prefix."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import progcodec
+from progcodec.coding.integer_path import IntegerNetwork, int_matmul, quantize
+from progcodec.models.transforms import hyper_synthesis
+
+
+def _residual_params_like(channels: int = 12) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(channels, 16, 3, padding=1), nn.LeakyReLU(),
+                         nn.Conv2d(16, 16, 3, padding=1), nn.LeakyReLU(), nn.Conv2d(16, 8, 1))
+
+
+@pytest.fixture(scope="module")
+def networks():
+    """(float network, its integer version, inputs) for a hyper-synthesis and a 3x3/1x1 stack."""
+    torch.manual_seed(0)
+    out = []
+    for float_net, shape in [(hyper_synthesis(8, 12), (2, 8, 3, 5)), (_residual_params_like(), (2, 12, 7, 6))]:
+        inputs = torch.randn(*shape, dtype=torch.float64) * torch.linspace(0.1, 20, shape[1]).reshape(1, -1, 1, 1)
+        out.append((float_net.double().eval(), quantize(float_net, [inputs]), inputs))
+    return out
+
+
+def test_int8_gemm_is_exact_at_the_extremes():
+    """The most negative and positive parts against the widest weights: the int32 sums equal
+    int64 arithmetic exactly, with torch's int8 GEMM and with the float64 fallback."""
+    rng = np.random.default_rng(0)
+    a = torch.from_numpy(rng.choice([-128, 127, 0, 1], size=(37, 2304)).astype(np.int8))
+    b = torch.from_numpy(rng.choice([-63, 63, -32, 31], size=(2304, 19)).astype(np.int8))
+    exact = a.long() @ b.long()
+    assert torch.equal(int_matmul(a, b).long(), exact)
+    assert torch.equal((a.double() @ b.double()).long(), exact)
+
+
+def test_integer_network_is_close_to_the_float64_one(networks):
+    for float_net, int_net, x in networks:
+        with torch.no_grad():
+            ref, out = float_net(x), int_net(x)
+        assert out.shape == ref.shape and out.dtype == torch.float64
+        assert (out - ref).abs().max() < 2e-3 * ref.abs().max()
+
+
+def test_the_same_bits_with_any_gemm_thread_count_or_batch(networks, monkeypatch):
+    threads = torch.get_num_threads()
+    for _, int_net, x in networks:
+        reference = int_net(x)
+        torch.set_num_threads(2)
+        try:
+            assert torch.equal(int_net(x), reference)
+        finally:
+            torch.set_num_threads(threads)
+        assert torch.equal(int_net(x[1:]), reference[1:])        # each image alone, as in the batch
+        with monkeypatch.context() as m:                         # no int8 GEMM: the float64 fallback
+            m.delattr(torch, "_int_mm")
+            assert torch.equal(int_net(x), reference)
+
+
+def test_weights_parts_never_saturate_a_u8_s8_pair_sum(networks):
+    """Every stored int8 part is within [-63, 63]: two u8 x s8 products add up below 2^15 on
+    CPUs whose int8 dot product saturates (AVX2's vpmaddubsw)."""
+    for _, int_net, _ in networks:
+        for layer in int_net.layers:
+            assert int(layer.weight.abs().max()) <= 63
+            assert 255 * 63 * 2 < 2**15
+
+
+def test_inputs_out_of_the_calibrated_range_are_clamped_the_same_way(networks):
+    _, int_net, x = networks[1]
+    wild = x * 1e6
+    assert torch.isfinite(int_net(wild)).all() and torch.equal(int_net(wild), int_net(wild.clone()))
+
+
+def test_an_empty_network_has_the_shapes_to_load_a_quantized_one(networks):
+    float_net, int_net, x = networks[0]
+    empty = IntegerNetwork.like(float_net)
+    empty.load_state_dict(int_net.state_dict())
+    assert torch.equal(empty(x), int_net(x))
+
+
+# -- files coded on the integer path ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def integer_weights(tmp_path_factory, weights_path, astronaut, coffee):
+    """The seeded test weights with their integer path, calibrated on two small photos."""
+    from progcodec.image import to_tensor
+    from progcodec.weights import load_model, save_weights
+
+    model = load_model(str(weights_path))
+    model.calibrate_integer_params([to_tensor(im.resize((128, 128))) for im in (astronaut, coffee)])
+    path = tmp_path_factory.mktemp("integer_weights") / "vam.safetensors"
+    save_weights(model, path, {"note": "seeded test weights with an integer parameter path"})
+    return path
+
+
+def test_integer_weights_write_version_9_files_that_round_trip_at_every_prefix(integer_weights, astronaut):
+    from progcodec.weights import load_model
+
+    data = progcodec.encode(astronaut, model=str(integer_weights))
+    meta = progcodec.info(data)
+    assert meta["format_version"] == 9 and meta["integer_params"] is True
+    model = load_model(str(integer_weights))
+    assert model.has_integer_params and model.config()["integer_params"] is True
+    assert data == progcodec.encode(astronaut, model=model)           # a fresh load: the same bits
+    count = len(meta["layers"])
+    decoded = []
+    for layers in range(1, count + 1):
+        prefix = progcodec.truncate(data, layers=layers)
+        decoded.append(np.asarray(progcodec.decode(prefix, weights=[integer_weights])))
+        assert np.array_equal(decoded[-1], np.asarray(progcodec.decode(prefix, model=model)))
+        assert np.array_equal(decoded[-1], np.asarray(progcodec.decode(data, layers=layers, model=model)))
+    assert not np.array_equal(decoded[1], decoded[-1])      # later layers refine the picture
+
+
+def test_integer_and_float64_files_code_the_same_image_alike(integer_weights, weights_path, astronaut):
+    """The integer path approximates the float64 one: sizes within a few percent, and the full
+    decodes within a fraction of a dB of each other."""
+    ours = progcodec.encode(astronaut, model=str(integer_weights))
+    theirs = progcodec.encode(astronaut, model=str(weights_path))
+    assert not progcodec.info(theirs)["integer_params"]
+    assert abs(len(ours) - len(theirs)) <= 0.05 * len(theirs)
+    reference = np.asarray(astronaut, dtype=float)
+
+    def psnr(data, weights):
+        out = np.asarray(progcodec.decode(data, weights=[weights]), dtype=float)
+        return 10 * np.log10(255**2 / ((out - reference) ** 2).mean())
+
+    assert abs(psnr(ours, integer_weights) - psnr(theirs, weights_path)) < 0.3
+
+
+def test_a_header_that_lies_about_the_path_is_refused(integer_weights, astronaut, fuzzlib):
+    from progcodec import container
+    from progcodec.container import LAYOUT_INTEGER_PARAMS
+    from progcodec.errors import ProgcodecError
+
+    data = progcodec.encode(astronaut, model=str(integer_weights))
+    layout = fuzzlib.get_field(data, "layout")
+    forged = fuzzlib.set_field(data, "layout", layout & ~LAYOUT_INTEGER_PARAMS)
+    with pytest.raises(ProgcodecError, match="float64 path, and the vam weights it names have one"):
+        progcodec.decode(forged, weights=[integer_weights])
+    with pytest.raises(ProgcodecError, match="integer parameter path is format version 9"):
+        container.convert(data, 8)
+
+
+def test_integerize_command_adds_the_path_and_keeps_the_float_weights(cli, weights_path, tmp_path):
+    from PIL import Image
+    from skimage import data as samples
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("astronaut", "coffee", "chelsea"):
+        Image.fromarray(getattr(samples, name)()).save(photos / f"{name}.png")
+    out = tmp_path / "int" / "vam.safetensors"
+    result = cli("weights", "integerize", weights_path, photos, "-o", out)
+    assert result.exit_code == 0, result.output
+    from safetensors.torch import load_file
+
+    before, after = load_file(str(weights_path)), load_file(str(out))
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert {k for k in after if k not in before} and all("_integer." in k for k in after if k not in before)
+    result = cli("weights", "integerize", weights_path, photos, "-o", tmp_path / "x.bin")
+    assert result.exit_code != 0 and "safetensors" in result.output
+
+
+def test_tiled_files_use_the_integer_path_too(integer_weights, fuzzlib):
+    """Tiles compute their parameters over windows that reach into their neighbours: on the
+    integer path as well, every prefix decodes to the same pixels as a second decoder's."""
+    from progcodec.weights import load_model
+
+    second = load_model(str(integer_weights))
+    tall = fuzzlib.sample_image(40, 300)
+    data = progcodec.encode(tall, model=str(integer_weights), ladder=4, tile=256)
+    meta = progcodec.info(data)
+    assert meta["integer_params"] and meta["tiles"][:2] == [2, 1]
+    for layers in range(1, len(meta["layers"]) + 1):
+        prefix = progcodec.truncate(data, layers=layers)
+        first = np.asarray(progcodec.decode(prefix, weights=[integer_weights]))
+        assert first.shape == (300, 40, 3)
+        assert np.array_equal(first, np.asarray(progcodec.decode(prefix, model=second)))
