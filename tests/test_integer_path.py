@@ -75,6 +75,10 @@ def test_inputs_out_of_the_calibrated_range_are_clamped_the_same_way(networks):
     _, int_net, x = networks[1]
     wild = x * 1e6
     assert torch.isfinite(int_net(wild)).all() and torch.equal(int_net(wild), int_net(wild.clone()))
+    spoiled = x.clone()
+    spoiled[0, 0, 0, 0], spoiled[1, 2, 3, 4] = float("nan"), float("inf")
+    zeroed = spoiled.nan_to_num(nan=0.0, posinf=1e300)
+    assert torch.equal(int_net(spoiled), int_net(zeroed))        # NaN reads as 0, inf as the top
 
 
 def test_an_empty_network_has_the_shapes_to_load_a_quantized_one(networks):
@@ -183,3 +187,25 @@ def test_tiled_files_use_the_integer_path_too(integer_weights, fuzzlib):
         first = np.asarray(progcodec.decode(prefix, weights=[integer_weights]))
         assert first.shape == (300, 40, 3)
         assert np.array_equal(first, np.asarray(progcodec.decode(prefix, model=second)))
+
+
+def test_progdtd_scales_on_the_integer_path(tmp_path, coffee):
+    """progdtd's hyper-synthesis ends in a ReLU: its integer version too, and its files decode
+    at every prefix, the same pixels from a second model."""
+    from progcodec.image import to_tensor
+    from progcodec.weights import load_model, save_weights
+
+    model = load_model("progdtd")
+    model.calibrate_integer_params([to_tensor(coffee.resize((128, 128)))])
+    assert model.h_s_integer.layers[-1].negative_slope == 0.0
+    path = tmp_path / "progdtd.safetensors"
+    save_weights(model, path, {"note": "seeded progdtd with an integer parameter path"})
+    data = progcodec.encode(coffee, model=str(path))
+    assert progcodec.info(data)["integer_params"]
+    second = load_model(str(path))
+    for layers in range(1, len(progcodec.info(data)["layers"]) + 1):
+        prefix = progcodec.truncate(data, layers=layers)
+        assert np.array_equal(np.asarray(progcodec.decode(prefix, weights=[path])),
+                              np.asarray(progcodec.decode(prefix, model=second)))
+    z = torch.randn(1, model.N, 2, 3, dtype=torch.float64)
+    assert (model._h_s_exact(z) >= 0).all()          # a ReLU's output, on the grid

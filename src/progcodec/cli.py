@@ -80,7 +80,7 @@ def main():
               help="--stage rem, rate loss: compute the frozen backbone's statistics of N crops once and train "
                    "the REMs on batches drawn from them (about 0.8 MB a 256-px crop; 0: fresh crops every step).")
 @click.option("--integer-params/--no-integer-params", default=True, show_default=True,
-              help="vam: export with the integer entropy-parameter path (bit-exact on every CPU, faster "
+              help="Export with the integer entropy-parameter path (bit-exact on every CPU, faster "
                    "coding), calibrated on the held-out validation crops.")
 @click.option("--resume", type=click.Path(exists=True), default=None, help="Checkpoint to continue from.")
 @click.option("--init", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -593,10 +593,11 @@ def weights_add(file, quiet):
               help="The new weights (.safetensors; the .json manifest goes beside it).")
 @QUIET_OPTION
 def weights_integerize(file, data_dir, output, quiet):
-    """Give vam weights FILE an integer entropy-parameter path, calibrated on DATA_DIR's held-out photos.
+    """Give weights FILE an integer entropy-parameter path, calibrated on DATA_DIR's held-out photos.
 
-    The float weights stay as they are; the integer versions of the hyper-synthesis and
-    the residual's parameter network are added, so the result is a new release (new id).
+    The float weights stay as they are; the integer versions of the networks that predict
+    the entropy parameters (vam: the hyper-synthesis and the residual's parameter network;
+    progdtd: the hyper-synthesis) are added, so the result is a new release (new id).
     Files encoded with it compute their entropy parameters in integer arithmetic: bit-exact
     on every CPU, and faster (format version 9). Training adds this path itself.
     """

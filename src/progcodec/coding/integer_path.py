@@ -5,18 +5,19 @@ models", ICLR 2019: rANS needs the decoder's scale indexes to equal the encoder'
 exactly, and a float network cannot promise that across machines. Here each
 convolution of the parameter network runs on integers::
 
-    x (float64) ─► round(x · 2^e[c]) ─► 128·hi + lo ─► im2col ─► int8 GEMM against 64·hi' + lo'
-                   per-channel steps      int8 parts                (int32 sums, 4 products)
-                                                                                         │
-    next layer ◄── LeakyReLU ◄── acc · s[o] + b[o] (float64, one rounding each) ◄── Σ products · 2^k
+    x (float64) ─► round(x · 2^e[c]) ─► 128·hi + lo ─► int8 GEMMs, one per kernel tap, against
+                   per-channel steps,     int8 parts      64·hi' + lo' (int8 weight parts): int32 sums
+                   15-bit integers                                          │
+    next layer ◄── LeakyReLU ◄── acc · s[o] + b[o] ◄── hi·hi'·2^13 + hi·lo'·2^7 + lo·hi'·2^6 (int64)
+                                 (float64: one rounding each)
 
 Integer sums do not depend on the order a GEMM adds them in, and every float64
 operation after them is a single correctly rounded multiply or add, so encoder
 and decoder agree bit for bit whatever the CPU, thread count or BLAS.
 
 The quantised weights (12-bit integers as two int8 parts within [-63, 63]: a u8×s8
-pair sum stays below 2^15, so CPUs without VNNI cannot saturate either), the activation steps and the output
-scales are computed once from the float weights and a few calibration crops
+pair sum stays below 2^15, so CPUs without VNNI cannot saturate either), the activation
+steps and the output scales are computed once from the float weights and a few calibration crops
 (:func:`quantize`) and shipped in the weights file; both sides read them from
 there, never recompute them. The float64 path (gaussian.Float64Path) stays for
 files written before, and for weights without an integer path.
@@ -67,13 +68,13 @@ def split_weight(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class IntegerConv(nn.Module):
-    """One Conv2d (stride 1) or ConvTranspose2d, then optionally a LeakyReLU, on integers.
+    """One Conv2d (stride 1) or ConvTranspose2d, then optionally a LeakyReLU (slope 0: a ReLU), on integers.
 
     Works channels-last: (N, H, W, C) float64 in and out. Buffers (in the weights file):
     ``weight`` int8, the weights' hi parts then their lo parts along the columns: (k·k, C_in,
     2·C_out) for a conv, one (C_in, 2·C_out) matrix per tap; (C_in, 2·k·k·C_out) for a
-    transposed conv (columns: hi or lo, tap row, tap column, output channel); ``in_exp`` int32 (C_in,): inputs are rounded to steps of 2^-in_exp;
-    ``out_scale`` and ``bias`` float64 (C_out,).
+    transposed conv (columns: hi or lo, tap row, tap column, output channel); ``in_exp`` int32
+    (C_in,): inputs are rounded to steps of 2^-in_exp; ``out_scale`` and ``bias`` float64 (C_out,).
     """
 
     def __init__(self, transposed: bool, in_ch: int, out_ch: int, kernel: int, stride: int, padding: int,
@@ -85,6 +86,8 @@ class IntegerConv(nn.Module):
         self.kernel, self.stride, self.padding, self.output_padding = kernel, stride, padding, output_padding
         self.negative_slope = negative_slope
         k2 = kernel * kernel
+        if in_ch * k2 * 128 * 64 >= 2**31:    # the most an int32 sum of products can reach
+            raise ValueError(f"{in_ch}x{kernel}x{kernel} inputs per output overflow int32 sums")
         shape = (in_ch, 2 * k2 * out_ch) if transposed else (k2, in_ch, 2 * out_ch)
         self.register_buffer("weight", torch.zeros(shape, dtype=torch.int8))
         self.register_buffer("in_exp", torch.zeros(in_ch, dtype=torch.int32))
@@ -95,7 +98,9 @@ class IntegerConv(nn.Module):
         """int32 steps of x (N, H, W, C): a multiply by a power of two is exact, and rounding
         half to even is the same everywhere."""
         steps = torch.ldexp(torch.ones((), dtype=torch.float64), self.in_exp.double())
-        return torch.round(x * steps).clamp_(-ACT_LIMIT, ACT_LIMIT - 1).to(torch.int32)
+        # out-of-range values (inf too) clamp; NaN, whose cast to int is the platform's choice, is 0
+        scaled = torch.nan_to_num(x * steps, nan=0.0)
+        return torch.round(scaled).clamp_(-ACT_LIMIT, ACT_LIMIT - 1).to(torch.int32)
 
     def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(hi and lo parts side by side, hi parts alone): the GEMMs' right-hand sides."""
@@ -165,7 +170,9 @@ class IntegerConv(nn.Module):
         acc = ((hi_w[..., :c].long() << (ACT_LO_BITS + WEIGHT_LO_BITS)) + (hi_w[..., c:].long() << ACT_LO_BITS)
                + (lo_hi.long() << WEIGHT_LO_BITS))
         out = acc.double() * self.out_scale + self.bias      # below 2^53: exact, then two roundings (no FMA)
-        if self.negative_slope is not None:
+        if self.negative_slope == 0.0:
+            out = F.relu(out)
+        elif self.negative_slope is not None:
             out = F.leaky_relu(out, self.negative_slope)
         return out
 
@@ -201,7 +208,7 @@ class IntegerConv(nn.Module):
 
 
 class IntegerNetwork(nn.Module):
-    """A Sequential of Conv2d / ConvTranspose2d / LeakyReLU as IntegerConvs: (N, C, H, W) float64
+    """A Sequential of Conv2d / ConvTranspose2d / LeakyReLU / ReLU as IntegerConvs: (N, C, H, W) float64
     in and out, channels-last inside."""
 
     def __init__(self, layers: list[IntegerConv]):
@@ -247,13 +254,15 @@ def exact_path(module: nn.Module, integer: IntegerNetwork | None):
 
 
 def _convs_of(sequential: nn.Sequential) -> list[tuple[nn.Module, float | None]]:
-    """(conv, slope of the LeakyReLU after it or None) for each conv of ``sequential``."""
+    """(conv, slope of the LeakyReLU after it, 0 for a ReLU, or None) for each conv of ``sequential``."""
     modules, out = list(sequential), []
     for i, m in enumerate(modules):
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             after = modules[i + 1] if i + 1 < len(modules) else None
-            out.append((m, after.negative_slope if isinstance(after, nn.LeakyReLU) else None))
-        elif not isinstance(m, nn.LeakyReLU):
+            slope = (after.negative_slope if isinstance(after, nn.LeakyReLU)
+                     else 0.0 if isinstance(after, nn.ReLU) else None)
+            out.append((m, slope))
+        elif not isinstance(m, (nn.LeakyReLU, nn.ReLU)):
             raise TypeError(f"no integer version of {type(m).__name__}")
     return out
 
@@ -269,5 +278,5 @@ def quantize(sequential: nn.Sequential, calibration: list[torch.Tensor]) -> Inte
         conv64 = copy.deepcopy(conv).to("cpu", torch.float64)
         inputs = [conv64(x) for x in inputs]
         if slope is not None:
-            inputs = [F.leaky_relu(x, slope) for x in inputs]
+            inputs = [F.leaky_relu(x, slope) if slope else F.relu(x) for x in inputs]
     return IntegerNetwork(layers)

@@ -32,9 +32,8 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import nn
 
 from ..coding.budgets import fit_ranges
-from ..coding.gaussian import (
-    Float64Path, GaussianSymbolCoder, ste_round, tensor_checksum, verify_checksum,
-)
+from ..coding.gaussian import GaussianSymbolCoder, ste_round, tensor_checksum, verify_checksum
+from ..coding.integer_path import IntegerNetwork, exact_path, quantize
 from ..container import FINE_CHANNEL_UNIT, pack_strings, unpack_strings
 from ..precision import coding_autocast, transform_precision
 from .base import ProgressiveModel
@@ -50,7 +49,7 @@ class ProgDTD(ProgressiveModel):
     num_checksums = 2  # z_hat, then the y scale-index map
 
     def __init__(self, N: int = 128, M: int = 192, channel_groups=None,
-                 lambda_top: float = 0.0483, lambda_base: float | None = None):
+                 lambda_top: float = 0.0483, lambda_base: float | None = None, integer_params: bool = False):
         """``lambda_top`` is ProgDTD's single λ; ``lambda_base`` is accepted so that
         every model trains from the same command, and unused (one λ for all prefixes)."""
         super().__init__()
@@ -71,7 +70,9 @@ class ProgDTD(ProgressiveModel):
                                  conv(N, M, 3, 1), nn.ReLU(inplace=True))
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(None)
-        self._h_s64: Float64Path | None = None
+        # h_s in integer arithmetic (coding/integer_path.py), from the weights; None: the float64 path
+        self.h_s_integer = IntegerNetwork.like(self.h_s) if integer_params else None
+        self._h_s_exact = None
         self._coder: GaussianSymbolCoder | None = None
         self.transform_dtype: torch.dtype | None = None  # training: autocast g_a/g_s
 
@@ -81,7 +82,12 @@ class ProgDTD(ProgressiveModel):
 
     def config(self) -> dict:
         return {"N": self.N, "M": self.M, "channel_groups": list(self.channel_groups),
-                "lambda_top": self.lambda_top}
+                "lambda_top": self.lambda_top, **({"integer_params": True} if self.has_integer_params else {})}
+
+    @property
+    def has_integer_params(self) -> bool:
+        """Whether the scales are coded on the integer path (files of format 9)."""
+        return self.h_s_integer is not None
 
     # -- training: double tail drop -------------------------------------
     def _keep_masks(self, batch: int, device, keep: torch.Tensor | None):
@@ -126,8 +132,17 @@ class ProgDTD(ProgressiveModel):
         }
 
     # -- coding ----------------------------------------------------------
+    @torch.no_grad()
+    def calibrate_integer_params(self, images: list[torch.Tensor]) -> None:
+        """Make h_s's integer version from the trained weights, its activation ranges measured on
+        ``images`` (a few crops, never Kodak); it travels in the weights file from then on."""
+        device = next(self.parameters()).device
+        z_hats = [self.code_hyper_latent(self.hyper_analysis(self.analysis(x.to(device))))[1] for x in images]
+        self.h_s_integer = quantize(self.h_s, z_hats)
+        self.prepare_inference()
+
     def prepare_inference(self) -> None:
-        self._h_s64 = Float64Path(self.h_s)
+        self._h_s_exact = exact_path(self.h_s, self.h_s_integer)
         self._coder = GaussianSymbolCoder(self.gaussian_conditional)
 
     def hyper_analysis(self, y: torch.Tensor) -> torch.Tensor:
@@ -135,10 +150,10 @@ class ProgDTD(ProgressiveModel):
         return self.h_a(torch.abs(y))
 
     def hyper_parameters(self, z_hat: torch.Tensor) -> torch.Tensor:
-        """The predicted scales of y (float64, deterministic)."""
-        if self._h_s64 is None:
+        """The predicted scales of y (float64 on the exact path)."""
+        if self._h_s_exact is None:
             self.prepare_inference()
-        return self._h_s64(z_hat)
+        return self._h_s_exact(z_hat)
 
     def _indexes(self, z_hat: torch.Tensor, hyper: torch.Tensor | None = None) -> torch.Tensor:
         hyper = self.hyper_parameters(z_hat) if hyper is None else hyper

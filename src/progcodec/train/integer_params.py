@@ -1,4 +1,4 @@
-"""Giving trained vam weights their integer parameter path (coding/integer_path.py).
+"""Giving trained weights their integer parameter path (coding/integer_path.py).
 
 The integer networks are made from the float weights and the activation ranges of a
 few calibration crops: the centres of the training set's held-out images (never
@@ -32,7 +32,7 @@ def calibration_crops(data, crop: int = CALIBRATION_CROP, limit: int = CALIBRATI
 def integerize(model, crops) -> dict:
     """Give ``model`` its integer parameter path; returns what the manifest records of it."""
     if not hasattr(model, "calibrate_integer_params"):
-        raise ValueError(f"{model.name} has no integer parameter path (vam has)")
+        raise ValueError(f"{model.name} has no integer parameter path")
     model.update(force=True)      # the CDF tables that code z, as exported
     model.calibrate_integer_params([c[None] for c in crops])
     return {"calibration_crops": int(crops.shape[0]), "calibration_crop": int(crops.shape[-1])}

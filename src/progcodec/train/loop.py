@@ -49,7 +49,7 @@ class TrainConfig:
     resume: str | None = None
     init: str | None = None        # start from exported weights (fine-tune), fresh optimiser
     stage: str = "full"            # "rem": train vam's Rate Enhancement Modules alone on a frozen --init model
-    integer_params: bool = True    # vam: export with the integer entropy-parameter path
+    integer_params: bool = True    # export with the integer entropy-parameter path
     rem_shares: tuple = ()         # vam: where in the ranked residual each REM runs (stage rem: default 0.05)
     rem_loss: str = "rate"         # stage rem: "rate" (the paper's) or "rd" (also the refined mean fill's distortion)
     rem_cache: int = 0             # stage rem: draw batches from this many crops' frozen statistics (rem_cache.py)
