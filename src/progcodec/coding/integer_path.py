@@ -55,9 +55,9 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def split_int8(x: torch.Tensor, lo_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Integers x = 2^lo_bits · hi + lo with lo in [0, 2^lo_bits), as int8 parts."""
-    hi = torch.div(x, 1 << lo_bits, rounding_mode="floor")
-    return hi.to(torch.int8), (x - hi * (1 << lo_bits)).to(torch.int8)
+    """Integers x = 2^lo_bits · hi + lo with lo in [0, 2^lo_bits), as int8 parts: an arithmetic
+    shift is a floor division, a mask the remainder (two's complement), both cheaper than division."""
+    return (x >> lo_bits).to(torch.int8), (x & ((1 << lo_bits) - 1)).to(torch.int8)
 
 
 def split_weight(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,38 +109,36 @@ class IntegerConv(nn.Module):
             self._cached = (self.weight, hi_only)
         return self.weight, self._cached[1]
 
-    def _products(self, hi: torch.Tensor, lo: torch.Tensor, rows: slice | None = None, tap: int | None = None):
-        """int32 GEMMs of the input's hi and lo parts (flat, (rows, C_in)) against the weights' parts:
+    def _products(self, hi: torch.Tensor, lo: torch.Tensor):
+        """int32 GEMMs of the input's hi and lo parts ((rows, K) int8) against the weights' parts:
         (hi × [w_hi | w_lo], lo × w_hi). The product of the two lo parts is left out: below
         2^-13 of the whole, it would cost a third more arithmetic."""
         both, hi_only = self._weights()
-        if tap is not None:
-            both, hi_only = both[tap], hi_only[tap]
-        if rows is not None:
-            hi, lo = hi[rows], lo[rows]
-        return int_matmul(hi, both), int_matmul(lo, hi_only)
+        k = both.shape[-1]
+        return int_matmul(hi, both.reshape(-1, k)), int_matmul(lo, hi_only.reshape(-1, k // 2))
 
     def _conv(self, hi: torch.Tensor, lo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The conv's integer sums of int8 (N, H, W, C_in) parts: (N, H, W, 2·C_out), (N, H, W, C_out).
 
-        The padded input is one flat (rows, C_in) matrix; a tap at (i, j) reads it shifted by
-        i·W_padded + j rows, a contiguous view, so each tap is a GEMM and nothing is copied.
-        Rows that straddle the padding are computed and dropped."""
+        The padded input is one flat (rows, C_in) matrix; the tap at (i, j) reads it shifted by
+        i·W_padded + j rows, so the GEMM's rows are those k·k shifted views side by side (one
+        contiguous copy, tap by tap as the weights are stored). Rows that straddle the padding
+        are computed and dropped."""
         k, p = self.kernel, self.padding
         if p:
             hi, lo = F.pad(hi, (0, 0, p, p, p, p)), F.pad(lo, (0, 0, p, p, p, p))
         n, hp, wp = hi.shape[:3]
-        hi, lo = hi.reshape(-1, self.in_ch), lo.reshape(-1, self.in_ch)
-        span = hi.shape[0] - (k - 1) * (wp + 1)
-        sums = None
-        for tap in range(k * k):
-            i, j = divmod(tap, k)
-            products = self._products(hi, lo, slice(i * wp + j, i * wp + j + span), tap)
-            # integers: the same sums in any order
-            sums = products if sums is None else tuple(s.add_(q) for s, q in zip(sums, products))
+        rows = hi.shape[0] * hp * wp
+        span = rows - (k - 1) * (wp + 1)
+        offsets = [i * wp + j for i in range(k) for j in range(k)]
+
+        def taps(part):
+            flat = part.reshape(rows, self.in_ch)
+            return flat if k == 1 else torch.cat([flat[o:o + span] for o in offsets], dim=1)
+
         out = []
-        for t in sums:
-            t = F.pad(t, (0, 0, 0, hi.shape[0] - span)).reshape(n, hp, wp, -1)
+        for t in self._products(taps(hi), taps(lo)):
+            t = F.pad(t, (0, 0, 0, rows - span)).reshape(n, hp, wp, -1)
             out.append(t[:, :hp - 2 * p, :wp - 2 * p] if p else t)
         return out[0], out[1]
 
