@@ -84,8 +84,9 @@ def test_inputs_out_of_the_calibrated_range_are_clamped_the_same_way(networks):
 def test_an_empty_network_has_the_shapes_to_load_a_quantized_one(networks):
     float_net, int_net, x = networks[0]
     empty = IntegerNetwork.like(float_net)
-    empty.load_state_dict(int_net.state_dict())
-    assert torch.equal(empty(x), int_net(x))
+    before = empty(x)                                   # zero weights: only the biases (zero) remain
+    empty.load_state_dict(int_net.state_dict())         # copied into the same buffers
+    assert torch.equal(empty(x), int_net(x)) and not torch.equal(before, empty(x))
 
 
 # -- files coded on the integer path ---------------------------------------------------------

@@ -104,10 +104,11 @@ class IntegerConv(nn.Module):
 
     def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(hi and lo parts side by side, hi parts alone): the GEMMs' right-hand sides."""
-        if getattr(self, "_cached", None) is None or self._cached[0] is not self.weight:
-            hi_only = self.weight[..., :self.weight.shape[-1] // 2].contiguous()
-            self._cached = (self.weight, hi_only)
-        return self.weight, self._cached[1]
+        # made again when the buffer is replaced or written in place (load_state_dict copies into it)
+        key = (self.weight, self.weight._version)
+        if getattr(self, "_cached", None) is None or self._cached[0] is not key[0] or self._cached[1] != key[1]:
+            self._cached = (*key, self.weight[..., :self.weight.shape[-1] // 2].contiguous())
+        return self.weight, self._cached[2]
 
     def _products(self, hi: torch.Tensor, lo: torch.Tensor):
         """int32 GEMMs of the input's hi and lo parts ((rows, K) int8) against the weights' parts:
