@@ -5,6 +5,7 @@ on it that round-trip at every layer prefix."""
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import progcodec
@@ -62,13 +63,52 @@ def test_the_same_bits_with_any_gemm_thread_count_or_batch(networks, monkeypatch
             assert torch.equal(int_net(x), reference)
 
 
+def _reference_layer(layer, x: torch.Tensor) -> torch.Tensor:
+    """One IntegerConv from its buffers by plain float64 convolutions of the same integers
+    ((N, C, H, W) in and out): 2^13·hi·hi' + 2^7·hi·lo' + 2^6·lo·hi', every sum an integer
+    below 2^53, so exact whatever order the convolution adds in."""
+    q = layer.quantize_input(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).long()
+    hi, lo = (q >> 7).double(), (q & 127).double()
+    k, c = layer.kernel, layer.out_ch
+    w = layer.weight.long().double()
+    if layer.transposed:
+        w_hi, w_lo = (w.reshape(layer.in_ch, 2, k, k, c)[:, i].permute(0, 3, 1, 2) for i in (0, 1))
+
+        def conv(a, b):
+            return F.conv_transpose2d(a, b, stride=layer.stride, padding=layer.padding,
+                                      output_padding=layer.output_padding)
+    else:
+        w_hi, w_lo = (w[..., i * c:(i + 1) * c].reshape(k, k, layer.in_ch, c).permute(3, 2, 0, 1) for i in (0, 1))
+
+        def conv(a, b):
+            return F.conv2d(a, b, padding=layer.padding)
+    acc = conv(hi, w_hi) * 2.0**13 + conv(hi, w_lo) * 2.0**7 + conv(lo, w_hi) * 2.0**6
+    out = acc * layer.out_scale.reshape(1, -1, 1, 1) + layer.bias.reshape(1, -1, 1, 1)
+    if layer.negative_slope is not None:
+        out = F.leaky_relu(out, layer.negative_slope) if layer.negative_slope else F.relu(out)
+    return out
+
+
+def test_every_layer_computes_exactly_the_integer_products_it_stores(networks):
+    """The GEMM layout (taps side by side, weight parts rearranged for speed) is an implementation
+    detail: each layer's output equals float64 convolutions of the same stored integers, bit for bit."""
+    for _, int_net, x in networks:
+        for layer in int_net.layers:
+            expected = _reference_layer(layer, x)
+            x = layer(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            assert torch.equal(x, expected)
+
+
 def test_weights_parts_never_saturate_a_u8_s8_pair_sum(networks):
-    """Every stored int8 part is within [-63, 63]: two u8 x s8 products add up below 2^15 on
-    CPUs whose int8 dot product saturates (AVX2's vpmaddubsw)."""
+    """Every stored int8 part is within [-63, 63], and every GEMM operand made from them
+    (2·lo' among them) within [-64, 63]: two u8 x s8 products add up below 2^15 on CPUs whose
+    int8 dot product saturates (AVX2's vpmaddubsw)."""
     for _, int_net, _ in networks:
         for layer in int_net.layers:
             assert int(layer.weight.abs().max()) <= 63
-            assert 255 * 63 * 2 < 2**15
+            for operand in layer._weights()[:2]:
+                assert operand.dtype == torch.int8 and -64 <= int(operand.min()) and int(operand.max()) <= 63
+    assert 255 * 64 * 2 < 2**15
 
 
 def test_inputs_out_of_the_calibrated_range_are_clamped_the_same_way(networks):

@@ -216,7 +216,8 @@ def decode(data: bytes, layers: int | None = None, model=None, device: str = "au
     ``precision`` ``"bf16"`` runs the synthesis transform and the mean fills under
     bfloat16 autocast, faster on CPUs with native bf16 (AVX512-BF16, AMX);
     ``"auto"`` chooses it on such CPUs (see ``progcodec.precision``). The entropy
-    parameters never leave float64, so any precision decodes any file.
+    parameters never leave their exact path (integer or float64), so any precision
+    decodes any file.
     """
     from .precision import coding_precision
 

@@ -20,7 +20,8 @@ from .errors import ProgcodecError  # noqa: E402
 from .precision import PRECISIONS  # noqa: E402
 
 DEVICE_OPTION = click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True,
-                             help="Where the transforms run; entropy parameters always run in float64 on the CPU.")
+                             help="Where the transforms run; entropy parameters always run on the CPU, in integers "
+                                  "(weights with an integer path) or float64.")
 
 
 class _Group(click.Group):
@@ -226,7 +227,7 @@ CODING_PRECISION_OPTION = click.option(
     "--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
     help="The networks that only shape pixels (analysis and synthesis transforms, mean fills) in float32 or "
          "under bfloat16 autocast; auto: bf16 on CPUs with native bf16 (AVX512-BF16, AMX), where it is faster. "
-         "Entropy parameters stay float64: any file decodes at any precision.")
+         "Entropy parameters stay on their exact path (integer or float64): any file decodes at any precision.")
 ENGINE_OPTION = click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
                              help="Folder mode: --jobs local worker processes, or a Dask cluster "
                                   "(pip install 'progcodec[dask]'); files travel to its workers as bytes.")

@@ -4,9 +4,9 @@ On a CPU with native bf16 (AVX512-BF16, AMX) convolutions under ``torch.autocast
 run about twice as fast. Training uses it for the transforms (``--precision``).
 Coding may use it for what only shapes pixels: the analysis and synthesis
 transforms and the float32 mean-fill networks (``coding_precision``). The
-float64 parameter path that gives the rANS scale indexes never sees autocast
-(it is float64, which autocast leaves alone, and no call of it runs inside
-``coding_autocast``), so a file decodes bit-exactly whatever precision wrote or
+exact parameter path that gives the rANS scale indexes (integer or float64) never
+sees autocast (integers and float64 are types autocast leaves alone, and no call of
+it runs inside ``coding_autocast``), so a file decodes bit-exactly whatever precision wrote or
 reads it; only the pixels move, by a few hundredths of a dB.
 """
 

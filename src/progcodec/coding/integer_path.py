@@ -5,18 +5,20 @@ models", ICLR 2019: rANS needs the decoder's scale indexes to equal the encoder'
 exactly, and a float network cannot promise that across machines. Here each
 convolution of the parameter network runs on integers::
 
-    x (float64) ─► round(x · 2^e[c]) ─► 128·hi + lo ─► int8 GEMMs, one per kernel tap, against
-                   per-channel steps,     int8 parts      64·hi' + lo' (int8 weight parts): int32 sums
-                   15-bit integers                                          │
-    next layer ◄── LeakyReLU ◄── acc · s[o] + b[o] ◄── hi·hi'·2^13 + hi·lo'·2^7 + lo·hi'·2^6 (int64)
+    x (float64) ─► round(x · 2^e[c]) ─► 128·hi + lo ─► two int8 GEMMs over all k·k taps at once,
+                   per-channel steps,     int8 parts      against 64·hi' + lo' (int8 weight parts):
+                   15-bit integers                        H = hi·hi',  M = 2·hi·lo' + lo·hi' (int32)
+                                                                           │
+    next layer ◄── LeakyReLU ◄── S · 2^6·s[o] + b[o] ◄── S = 2^7·H + M, exact in float64
                                  (float64: one rounding each)
 
 Integer sums do not depend on the order a GEMM adds them in, and every float64
 operation after them is a single correctly rounded multiply or add, so encoder
 and decoder agree bit for bit whatever the CPU, thread count or BLAS.
 
-The quantised weights (12-bit integers as two int8 parts within [-63, 63]: a u8×s8
-pair sum stays below 2^15, so CPUs without VNNI cannot saturate either), the activation
+The quantised weights (12-bit integers as two int8 parts, hi' within [-63, 63], lo' within
+[-32, 31], so the GEMMs see int8 within [-64, 63]: a u8×s8 pair sum stays below 2^15, and
+CPUs without VNNI cannot saturate either), the activation
 steps and the output scales are computed once from the float weights and a few calibration crops
 (:func:`quantize`) and shipped in the weights file; both sides read them from
 there, never recompute them. The float64 path (gaussian.Float64Path) stays for
@@ -86,7 +88,7 @@ class IntegerConv(nn.Module):
         self.kernel, self.stride, self.padding, self.output_padding = kernel, stride, padding, output_padding
         self.negative_slope = negative_slope
         k2 = kernel * kernel
-        if in_ch * k2 * 128 * 64 >= 2**31:    # the most an int32 sum of products can reach
+        if 2 * in_ch * k2 * 128 * 64 >= 2**31:    # the most an int32 sum of products can reach
             raise ValueError(f"{in_ch}x{kernel}x{kernel} inputs per output overflow int32 sums")
         shape = (in_ch, 2 * k2 * out_ch) if transposed else (k2, in_ch, 2 * out_ch)
         self.register_buffer("weight", torch.zeros(shape, dtype=torch.int8))
@@ -102,73 +104,78 @@ class IntegerConv(nn.Module):
         scaled = torch.nan_to_num(x * steps, nan=0.0)
         return torch.round(scaled).clamp_(-ACT_LIMIT, ACT_LIMIT - 1).to(torch.int32)
 
-    def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(hi and lo parts side by side, hi parts alone): the GEMMs' right-hand sides."""
+    def _weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The GEMMs' right-hand sides, made from the stored parts: (w_hi, [2·w_lo; w_hi] stacked
+        on the rows, out_scale · 2^6), rows per input column (tap, then input channel), columns per
+        output (tap row, tap column, channel for a transposed conv). 2·w_lo stays within [-64, 62]."""
         # made again when the buffer is replaced or written in place (load_state_dict copies into it)
-        key = (self.weight, self.weight._version)
-        if getattr(self, "_cached", None) is None or self._cached[0] is not key[0] or self._cached[1] != key[1]:
-            self._cached = (*key, self.weight[..., :self.weight.shape[-1] // 2].contiguous())
-        return self.weight, self._cached[2]
+        key = (self.weight, self.weight._version, self.out_scale, self.out_scale._version)
+        cached = getattr(self, "_cached", None)
+        if cached is None or any(a is not b if isinstance(a, torch.Tensor) else a != b
+                                 for a, b in zip(cached[:4], key)):
+            half = self.weight.shape[-1] // 2
+            hi, lo = self.weight[..., :half], self.weight[..., half:]
+            if not self.transposed:
+                hi, lo = hi.reshape(-1, half), lo.reshape(-1, half)
+            self._cached = (*key, hi.contiguous(), torch.cat([lo * 2, hi]),
+                            self.out_scale * float(1 << WEIGHT_LO_BITS))
+        return self._cached[4:]
 
-    def _products(self, hi: torch.Tensor, lo: torch.Tensor):
-        """int32 GEMMs of the input's hi and lo parts ((rows, K) int8) against the weights' parts:
-        (hi × [w_hi | w_lo], lo × w_hi). The product of the two lo parts is left out: below
-        2^-13 of the whole, it would cost a third more arithmetic."""
-        both, hi_only = self._weights()
-        k = both.shape[-1]
-        return int_matmul(hi, both.reshape(-1, k)), int_matmul(lo, hi_only.reshape(-1, k // 2))
+    def _products(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (rows, 2·K) int8, the input's hi parts then its lo parts. Two int32 GEMMs, one on the
+        hi columns alone: (hi·w_hi, 2·hi·w_lo + lo·w_hi). The product of the two lo parts is left
+        out: below 2^-13 of the whole, it would cost a third more arithmetic."""
+        w_hi, w_mixed, _ = self._weights()
+        return int_matmul(x[:, :x.shape[1] // 2], w_hi), int_matmul(x, w_mixed)
 
-    def _conv(self, hi: torch.Tensor, lo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The conv's integer sums of int8 (N, H, W, C_in) parts: (N, H, W, 2·C_out), (N, H, W, C_out).
+    @staticmethod
+    def _combine(high: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
+        """2^7·high + mixed in float64, exact (integers below 2^53); times 2^6 it is
+        2^13·hi·hi' + 2^7·hi·lo' + 2^6·lo·hi'."""
+        return torch.add(mixed.double(), high.double(), alpha=1 << ACT_LO_BITS)
+
+    def _conv(self, hi: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
+        """The conv's sums (see _combine) of int8 (N, H, W, C_in) parts: (N, H, W, C_out) float64.
 
         The padded input is one flat (rows, C_in) matrix; the tap at (i, j) reads it shifted by
         i·W_padded + j rows, so the GEMM's rows are those k·k shifted views side by side (one
-        contiguous copy, tap by tap as the weights are stored). Rows that straddle the padding
-        are computed and dropped."""
+        contiguous copy, tap by tap as the weights are stored), hi parts then lo parts. Rows that
+        straddle the padding are computed and dropped."""
         k, p = self.kernel, self.padding
         if p:
             hi, lo = F.pad(hi, (0, 0, p, p, p, p)), F.pad(lo, (0, 0, p, p, p, p))
         n, hp, wp = hi.shape[:3]
-        rows = hi.shape[0] * hp * wp
+        rows = n * hp * wp
         span = rows - (k - 1) * (wp + 1)
         offsets = [i * wp + j for i in range(k) for j in range(k)]
+        flat = [part.reshape(rows, self.in_ch) for part in (hi, lo)]
+        x = torch.cat([f[o:o + span] for f in flat for o in offsets], dim=1)
+        t = F.pad(self._combine(*self._products(x)), (0, 0, 0, rows - span)).reshape(n, hp, wp, -1)
+        return t[:, :hp - 2 * p, :wp - 2 * p] if p else t
 
-        def taps(part):
-            flat = part.reshape(rows, self.in_ch)
-            return flat if k == 1 else torch.cat([flat[o:o + span] for o in offsets], dim=1)
-
-        out = []
-        for t in self._products(taps(hi), taps(lo)):
-            t = F.pad(t, (0, 0, 0, rows - span)).reshape(n, hp, wp, -1)
-            out.append(t[:, :hp - 2 * p, :wp - 2 * p] if p else t)
-        return out[0], out[1]
-
-    def _transposed(self, hi: torch.Tensor, lo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The transposed conv's integer sums: each input position's k·k output taps added onto
-        a canvas (integers: exact in any order)."""
+    def _transposed(self, hi: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
+        """The transposed conv's sums: each input position's k·k output taps added onto an int32
+        canvas (exact in any order; at most ceil(k/s)^2 taps meet), then combined."""
         k, s, p, op = self.kernel, self.stride, self.padding, self.output_padding
         n, height, width = hi.shape[:3]
         out_h, out_w = (height - 1) * s - 2 * p + k + op, (width - 1) * s - 2 * p + k + op
+        x = torch.cat([hi.reshape(-1, self.in_ch), lo.reshape(-1, self.in_ch)], dim=1)
         out = []
-        for cols in self._products(hi.reshape(-1, self.in_ch), lo.reshape(-1, self.in_ch)):
-            parts = cols.shape[-1] // (k * k * self.out_ch)       # 2: the hi and lo weights side by side
-            cols = cols.reshape(n, height, width, parts, k, k, self.out_ch)
-            canvas = cols.new_zeros(n, (height - 1) * s + k + op, (width - 1) * s + k + op, parts, self.out_ch)
+        for cols in self._products(x):
+            cols = cols.reshape(n, height, width, k, k, self.out_ch)
+            canvas = cols.new_zeros(n, (height - 1) * s + k + op, (width - 1) * s + k + op, self.out_ch)
             for i in range(k):
                 for j in range(k):
-                    canvas[:, i:i + s * height:s, j:j + s * width:s] += cols[:, :, :, :, i, j]
-            out.append(canvas[:, p:p + out_h, p:p + out_w].reshape(n, out_h, out_w, parts * self.out_ch))
-        return out[0], out[1]
+                    canvas[:, i:i + s * height:s, j:j + s * width:s] += cols[:, :, :, i, j]
+            out.append(canvas[:, p:p + out_h, p:p + out_w])
+        return self._combine(*out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, H, W, C_in) float64 -> (N, H', W', C_out) float64."""
         hi, lo = split_int8(self.quantize_input(x), ACT_LO_BITS)
-        hi_w, lo_hi = self._transposed(hi, lo) if self.transposed else self._conv(hi, lo)
-        c = self.out_ch
-        # (a·hi + lo)(w·hi' + lo') ≈ a·w·hi·hi' + a·hi·lo' + w·lo·hi', in int64: exact
-        acc = ((hi_w[..., :c].long() << (ACT_LO_BITS + WEIGHT_LO_BITS)) + (hi_w[..., c:].long() << ACT_LO_BITS)
-               + (lo_hi.long() << WEIGHT_LO_BITS))
-        out = acc.double() * self.out_scale + self.bias      # below 2^53: exact, then two roundings (no FMA)
+        sums = self._transposed(hi, lo) if self.transposed else self._conv(hi, lo)
+        # sums · (2^6 · out_scale): one rounding (2^6 is exact), then the bias (no FMA)
+        out = sums * self._weights()[2] + self.bias
         if self.negative_slope == 0.0:
             out = F.relu(out)
         elif self.negative_slope is not None:
