@@ -324,14 +324,27 @@ def test_rem_stage_trains_only_the_rems_and_lowers_the_residual_rate(photo_dir, 
     import progcodec
     from progcodec import container
 
-    base = _config(photo_dir, tmp_path / "a", steps=30, lr=2e-3, warmup=2)
+    # float32 on every CPU: bf16 kernels differ between CPUs, and this tiny backbone's residual is small
+    base = _config(photo_dir, tmp_path / "a", steps=30, lr=2e-3, warmup=2, precision="fp32")
     train(base)
     losses = []
     rem = _config(photo_dir, tmp_path / "b", steps=40, lr=3e-3, warmup=2, init=base.out, stage="rem",
-                  rem_shares=(0.1,))
+                  rem_shares=(0.1,), precision="fp32")
     manifest = train(rem, on_event=lambda kind, info: kind == "step" and losses.append(info["loss"]))
     assert manifest["training"]["stage"] == "rem" and manifest["training"]["rem_shares"] == [0.1]
-    assert np.mean(losses[-8:]) < np.mean(losses[:8])
+    assert len(losses) == 40
+    # on fixed images (the step losses of random crops are too noisy to compare): the residual
+    # after the REM point costs fewer bits with the trained REM than with the hyperprior's parameters
+    from progcodec.image import to_tensor
+    from progcodec.weights import load_model
+
+    trained = load_model(rem.out).eval()
+    trained.training_stage = "rem"
+    crops = torch.stack([to_tensor(Image.open(photo_dir / f"{n}.png").convert("RGB").crop((0, 0, 128, 64)))[0]
+                         for n in ("astronaut", "coffee", "chelsea")])
+    with torch.no_grad():
+        rates = trained.forward_rem(crops)
+    assert float(rates["bpp_full"]) < float(rates["bpp_base"])
     before, after = load_file(base.out), load_file(rem.out)
     assert set(after) - set(before) and all(k.startswith("residual.rems.") for k in set(after) - set(before))
     assert all(torch.equal(before[k], after[k]) for k in before)
