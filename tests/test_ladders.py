@@ -136,12 +136,13 @@ LATER_VERSIONS = [
     ("v6_vam_80x56.pgc", 6, {}),
     ("v7_vam_80x56.pgc", 7, {}),
     ("v8_vam_80x56.pgc", 8, {}),
+    ("v9_vam_80x56.pgc", 9, {}),   # coded on the integer parameter path (weights 4b2cfb98)
 ]
 
 
 @pytest.mark.parametrize("name, version, options", LATER_VERSIONS)
 def test_files_of_later_versions_decode_and_are_what_an_encode_writes(name, version, options):
-    """tests/data/v{2,3,5,6,7,8}_*.pgc (chelsea at the size in the name): every layer decodes
+    """tests/data/v{2,3,5,6,7,8,9}_*.pgc (chelsea at the size in the name): every layer decodes
     through the weights search, and encoding the same image with the same weights and
     options writes the same file in today's layout (``convert`` back gives the same bytes).
     Byte targets count the whole file, and version 6 spends 4 bytes a layer differently
