@@ -109,17 +109,18 @@ class IntegerConv(nn.Module):
         on the rows, out_scale · 2^6), rows per input column (tap, then input channel), columns per
         output (tap row, tap column, channel for a transposed conv). 2·w_lo stays within [-64, 62]."""
         # made again when the buffer is replaced or written in place (load_state_dict copies into it)
-        key = (self.weight, self.weight._version, self.out_scale, self.out_scale._version)
+        versions = (self.weight._version, self.out_scale._version)
         cached = getattr(self, "_cached", None)
-        if cached is None or any(a is not b if isinstance(a, torch.Tensor) else a != b
-                                 for a, b in zip(cached[:4], key)):
+        if (cached is None or cached["weight"] is not self.weight or cached["out_scale"] is not self.out_scale
+                or cached["versions"] != versions):
             half = self.weight.shape[-1] // 2
             hi, lo = self.weight[..., :half], self.weight[..., half:]
             if not self.transposed:
                 hi, lo = hi.reshape(-1, half), lo.reshape(-1, half)
-            self._cached = (*key, hi.contiguous(), torch.cat([lo * 2, hi]),
-                            self.out_scale * float(1 << WEIGHT_LO_BITS))
-        return self._cached[4:]
+            self._cached = {"weight": self.weight, "out_scale": self.out_scale, "versions": versions,
+                            "operands": (hi.contiguous(), torch.cat([lo * 2, hi]),
+                                         self.out_scale * float(1 << WEIGHT_LO_BITS))}
+        return self._cached["operands"]
 
     def _products(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (rows, 2·K) int8, the input's hi parts then its lo parts. Two int32 GEMMs, one on the
