@@ -145,7 +145,9 @@ def to_tensor_array(pixels: np.ndarray) -> torch.Tensor:
 
 
 def to_pil(x: torch.Tensor) -> Image.Image:
-    arr = (x[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    # the same bytes as clamp(0, 1) · 255, rounded, in fewer passes: scaled and rounded in
+    # whatever layout x has, clamped in place, made contiguous only as uint8
+    arr = x[0].permute(1, 2, 0).mul(255).round_().clamp_(0, 255).to(torch.uint8).contiguous().cpu().numpy()
     return Image.fromarray(arr, "RGB")
 
 

@@ -85,7 +85,7 @@ class GaussianSymbolCoder:
 
     def encode(self, symbols: torch.Tensor, indexes: torch.Tensor) -> bytes:
         """rANS-code integer ``symbols`` (any shape) with matching ``indexes``."""
-        return self.encode_lists(symbols.reshape(-1).int().tolist(), indexes.reshape(-1).int().tolist())
+        return self.encode_lists(symbols.reshape(-1).int().tolist(), indexes.reshape(-1).cpu().numpy())
 
     def _tables(self, indexes) -> tuple[list[int], list, list[int], list[int]]:
         """``indexes`` renumbered over the tables they use, and just those tables.
@@ -102,14 +102,16 @@ class GaussianSymbolCoder:
         return (renumbered.tolist(), [self.cdfs[i] for i in used], [self.cdf_lengths[i] for i in used],
                 [self.offsets[i] for i in used])
 
-    def encode_lists(self, symbols: list[int], indexes: list[int]) -> bytes:
+    def encode_lists(self, symbols: list[int], indexes) -> bytes:
+        """``symbols`` a list of ints; ``indexes`` a sequence or an integer array (an array spares
+        :meth:`_tables` reading a list back)."""
         if not symbols:
             return b""
         if len(symbols) == 1:
             # CompressAI 1.2.8's RansEncoder corrupts the heap ("double free or corruption")
             # on a one-symbol stream. rANS decodes in order, so a padding symbol after it,
             # coded with the same table, is never read by a decoder that asks for one.
-            symbols, indexes = [symbols[0], 0], [indexes[0], indexes[0]]
+            symbols, indexes = [symbols[0], 0], [int(indexes[0])] * 2
         renumbered, cdfs, lengths, offsets = self._tables(indexes)
         return RansEncoder().encode_with_indexes(list(symbols), renumbered, cdfs, lengths, offsets)
 
@@ -164,7 +166,7 @@ def memory_safe(string: bytes, num_symbols: int) -> bytes:
 def tensor_checksum(t: torch.Tensor) -> int:
     """CRC32 of an index map (as int32) or a decoded latent (as float32)."""
     t = t.to(torch.float32 if t.is_floating_point() else torch.int32)
-    return zlib.crc32(t.contiguous().cpu().numpy().tobytes())
+    return zlib.crc32(t.contiguous().cpu().numpy())   # the buffer itself: no copy to bytes
 
 
 def verify_checksum(t: torch.Tensor, expected: int | None, what: str) -> None:

@@ -182,7 +182,7 @@ class RankedResidualLatentCodec(nn.Module):
             state["received"] = stop
             if j is not None:
                 rem_checks[j] = tensor_checksum(self._refine(state, j))
-        return {"symbols": symbols[order].int().tolist(), "indexes_ranked": state["indexes"][order].tolist(),
+        return {"symbols": symbols[order].int().tolist(), "indexes_ranked": state["indexes"][order].numpy(),
                 "indexes": state["indexes_map"], "n": state["n"], "rem_checks": rem_checks}
 
     def encode_range(self, ranked: dict, start: int, end: int) -> bytes:

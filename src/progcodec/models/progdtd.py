@@ -270,7 +270,7 @@ class ProgDTD(ProgressiveModel):
         indexes = self._indexes(z_hat, hyper)
         order = self._element_order(indexes, fine_ladder)
         symbols = torch.round(y.double().cpu()).reshape(-1)[order].int().tolist()
-        ranked_indexes = indexes.reshape(-1)[order].tolist()
+        ranked_indexes = indexes.reshape(-1)[order].cpu().numpy()
 
         def encode_range(start: int, end: int) -> bytes:
             return self._coder.encode_lists(symbols[start:end], ranked_indexes[start:end])

@@ -9,6 +9,7 @@ Entropy models, likelihoods and the loss never run under autocast.
 """
 
 import torch
+import torch.nn.functional as F
 from compressai.layers import GDN as _CompressAIGDN
 from torch import nn
 
@@ -41,6 +42,58 @@ def deconv(in_ch: int, out_ch: int, kernel: int = 5, stride: int = 2) -> nn.Conv
     )
 
 
+class SubpixelDeconv(nn.ConvTranspose2d):
+    """A ConvTranspose2d (odd kernel k, stride s, padding k // 2, output padding s - 1: s times the
+    input's size) that, on
+    the CPU without gradients, runs as the same function in another form: one stride-1 conv to
+    s·s·C_out channels, then a pixel shuffle (Shi et al., "Is the deconvolution layer the same as a
+    convolutional layer?", 2016). Output (m·s + r) sums input m − t with tap s·t + r + k // 2, so the
+    conv's taps are the kernel's taps of each phase r.
+
+    For the synthesis' last layer (128 -> 3 channels at full resolution) oneDNN's transposed conv
+    is 2.5x slower than this (benchmarks/speed.py); training keeps the plain transposed conv. The
+    sums are added in another order: the picture may differ in the last bits (only the entropy
+    parameters must be exact, and no parameter is derived from a synthesis)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 5, stride: int = 2):
+        if kernel % 2 == 0:
+            raise ValueError("SubpixelDeconv takes odd kernels")
+        super().__init__(in_ch, out_ch, kernel, stride=stride, output_padding=stride - 1, padding=kernel // 2)
+
+    def _subpixel_weights(self) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """(conv weight (s·s·C_out, C_in, K, K), bias, (padding before, after)), made again when
+        the weights change. Taps t run over [-after, before]; conv tap a reads input m − before + a."""
+        w = self.weight
+        key = (w.data_ptr(), w._version, w.dtype, self.bias.data_ptr(), self.bias._version)
+        cached = getattr(self, "_subpixel", None)
+        if cached is None or cached[0] != key:
+            k, s, p = self.kernel_size[0], self.stride[0], self.padding[0]
+            before, after = (k - 1 - p) // s, (s - 1 + p) // s
+            size = before + after + 1
+            conv_w = w.new_zeros(self.out_channels, s, s, self.in_channels, size, size)
+            for r_row in range(s):
+                for a in range(size):
+                    k_row = s * (before - a) + r_row + p
+                    for r_col in range(s):
+                        for b in range(size):
+                            k_col = s * (before - b) + r_col + p
+                            if 0 <= k_row < k and 0 <= k_col < k:
+                                conv_w[:, r_row, r_col, :, a, b] = w[:, :, k_row, k_col].t()
+            conv_w = conv_w.reshape(-1, self.in_channels, size, size).detach()
+            self._subpixel = (key, (conv_w, self.bias.detach().repeat_interleave(s * s), (before, after)))
+        return self._subpixel[1]
+
+    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
+        if torch.is_grad_enabled() or x.device.type != "cpu" or output_size is not None:
+            return super().forward(x, output_size)
+        weight, bias, (before, after) = self._subpixel_weights()
+        if before == after:
+            out = F.conv2d(x, weight, bias, padding=before)
+        else:
+            out = F.conv2d(F.pad(x, (before, after, before, after)), weight, bias)
+        return F.pixel_shuffle(out, self.stride[0])
+
+
 def analysis_trunk(n: int) -> nn.Sequential:
     """Image -> features at 1/8 resolution; a final ``conv(n, M)`` gives a latent."""
     return nn.Sequential(conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n))
@@ -52,7 +105,7 @@ def synthesis(n: int, m: int) -> nn.Sequential:
         deconv(m, n), GDN(n, inverse=True),
         deconv(n, n), GDN(n, inverse=True),
         deconv(n, n), GDN(n, inverse=True),
-        deconv(n, 3),
+        SubpixelDeconv(n, 3),
     )
 
 
