@@ -59,6 +59,19 @@ def test_ranking_is_stable_and_deterministic(indexes):
     assert torch.equal(order, rank_elements(indexes.to(torch.int64).contiguous()))
 
 
+@settings(max_examples=100)
+@given(index_maps())
+def test_ranking_is_the_stable_sort_of_the_negated_indexes(indexes):
+    """The byte-key radix sort gives exactly torch's stable sort, the order files were written in."""
+    flat = indexes.reshape(-1).to(torch.int64)
+    assert torch.equal(rank_elements(indexes), torch.sort(-flat, stable=True).indices)
+
+
+def test_indexes_beyond_one_byte_rank_the_same_way():
+    indexes = torch.tensor([300, 5, 300, 0, 256, 255, 5, -1], dtype=torch.int32)
+    assert rank_elements(indexes).tolist() == [0, 2, 4, 5, 1, 6, 3, 7]
+
+
 @given(st.integers(0, 5000), st.one_of(st.just(DEFAULT_SCHEDULE), schedules()))
 def test_chunk_bounds_cover_in_order(n, schedule):
     bounds = chunk_bounds(n, schedule)
