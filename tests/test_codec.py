@@ -362,6 +362,36 @@ def test_scale_indexes_are_compressais(net):
     assert torch.equal(coder.indexes(scales), coder.gaussian.build_indexes(scales).int())
 
 
+def test_scale_indexes_from_logarithms_are_bucketizes(net):
+    """The log-spaced table's shortcut gives torch.bucketize's integers, the ones files were
+    written with: log-uniform scales, every boundary and its float neighbours, and the odd values."""
+    net.prepare_inference()
+    coder = net._base_coder
+    assert coder._geometric is not None
+    bounds = coder.scale_boundaries
+    odd = torch.tensor([0.0, -0.0, -1.0, float("nan"), float("inf"), -float("inf"), 5e-324, 1e-300, 1e300,
+                        bounds[0] / 2, (bounds[0] / 2).nextafter(torch.tensor(0.0, dtype=torch.float64))],
+                       dtype=torch.float64)
+    scales = torch.cat([torch.exp(torch.empty(200000, dtype=torch.float64).uniform_(-4, 7)), bounds,
+                        bounds.nextafter(bounds + 1), bounds.nextafter(bounds - 1), odd])
+    assert torch.equal(coder.indexes(scales), torch.bucketize(scales, bounds).int())
+    assert torch.equal(coder.indexes(scales.float().reshape(1, -1, 1, 1)),
+                       torch.bucketize(scales.float().double(), bounds).int().reshape(1, -1, 1, 1))
+
+
+def test_a_table_that_is_not_log_spaced_is_searched():
+    from compressai.entropy_models import GaussianConditional
+
+    from progcodec.coding.gaussian import GaussianSymbolCoder
+
+    gaussian = GaussianConditional([0.11, 0.2, 0.3, 5.0, 9.0, 40.0])
+    gaussian.update()
+    coder = GaussianSymbolCoder(gaussian)
+    assert coder._geometric is None
+    scales = torch.tensor([0.0, 0.15, 0.3, 4.0, 8.0, 20.0, 100.0, float("nan")], dtype=torch.float64)
+    assert coder.indexes(scales).tolist() == torch.bucketize(scales, coder.scale_boundaries).tolist()
+
+
 def test_table_renumbering_is_np_uniques(net):
     """A chunk's indexes renumbered over the tables it uses, as np.unique would: same bits."""
     net.prepare_inference()

@@ -76,12 +76,28 @@ class GaussianSymbolCoder:
         self.cdf_lengths = gaussian.cdf_length.reshape(-1).int().tolist()
         self.offsets = gaussian.offset.reshape(-1).int().tolist()
         self.scale_boundaries = gaussian.scale_table[:-1].double()
+        self._geometric = _geometric_lookup(self.scale_boundaries)
 
     def indexes(self, scales: torch.Tensor) -> torch.Tensor:
         """CompressAI's ``build_indexes``: the number of scale-table entries (but the last)
         below each scale. It counts them in one pass over the latent per entry; a binary
-        search finds the same integers in one pass."""
-        return torch.bucketize(scales.double(), self.scale_boundaries).to(torch.int32)
+        search finds the same integers in one pass (torch.bucketize: 3.3 ms for 295k scales).
+
+        A geometric table (CompressAI's, log-spaced) is faster still (2.0 ms): the logarithm
+        puts each scale within one entry of its index, and comparing it with the boundaries on
+        either side gives bucketize's integer exactly. Scales below half the first boundary
+        count no boundary either way, so they are raised to it: that keeps log finite, and NaN
+        (which counts every boundary, as in bucketize) stays NaN."""
+        if self._geometric is None:
+            return torch.bucketize(scales.double(), self.scale_boundaries).to(torch.int32)
+        log_first, inv_step, floor, padded = self._geometric
+        n = len(self.scale_boundaries)
+        s = scales.double().clamp_min(floor)
+        guess = torch.log(s).sub_(log_first).mul_(inv_step).floor_().add_(1)
+        index = guess.nan_to_num_(nan=n).clamp_(0, n).to(torch.int64)
+        index -= (s <= padded[index]).to(torch.int64)        # padded[i] is boundary i - 1
+        index += (s > padded[index + 1]).to(torch.int64)
+        return index.to(torch.int32)
 
     def encode(self, symbols: torch.Tensor, indexes: torch.Tensor) -> bytes:
         """rANS-code integer ``symbols`` (any shape) with matching ``indexes``."""
@@ -141,6 +157,22 @@ class SymbolStream:
         # a list of ints: numpy reads it about three times faster than torch.tensor
         symbols = np.fromiter(values, dtype=np.int32, count=len(values))
         return torch.from_numpy(symbols).to(torch.float64).reshape(indexes.shape)
+
+
+def _geometric_lookup(boundaries: torch.Tensor):
+    """(log of the first boundary, 1 / log step, half the first boundary, the boundaries between
+    -inf and +inf) where ``boundaries`` are log-spaced to within a quarter step, so a scale's
+    logarithm is within one index of its own; else None."""
+    n = len(boundaries)
+    if n < 2 or not bool((boundaries > 0).all()):
+        return None
+    logs = torch.log(boundaries)
+    step = float(logs[-1] - logs[0]) / (n - 1)
+    spaced = logs[0] + step * torch.arange(n, dtype=torch.float64)
+    if not step > 0 or float((logs - spaced).abs().max()) >= step / 4:
+        return None
+    infinity = torch.tensor([float("inf")], dtype=torch.float64)
+    return float(logs[0]), 1.0 / step, float(boundaries[0]) / 2, torch.cat([-infinity, boundaries, infinity])
 
 
 def ste_round(x: torch.Tensor, means: torch.Tensor | float = 0.0) -> torch.Tensor:
