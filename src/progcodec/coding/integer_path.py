@@ -122,12 +122,44 @@ class IntegerConv(nn.Module):
                                          self.out_scale * float(1 << WEIGHT_LO_BITS))}
         return self._cached["operands"]
 
-    def _products(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _subpixel(self) -> tuple[torch.Tensor, torch.Tensor, int, tuple[int, int]] | None:
+        """A transposed conv whose output is s times its input (odd k, p = k // 2, output padding
+        s - 1) as a stride-1 conv to s·s·C_out channels (phase row, phase column, channel) and a
+        pixel shuffle (as models.transforms.SubpixelDeconv): (w_hi, [2·w_lo; w_hi], kernel,
+        (padding before, after)) in ``_conv``'s layout, else None. Output m·s + r sums input
+        m - t with tap s·t + r + p: the same integer products, added in another order, which
+        integers do not notice; GEMMs instead of 2·k·k strided adds onto a canvas."""
+        k, s, p, op = self.kernel, self.stride, self.padding, self.output_padding
+        if not self.transposed or k % 2 == 0 or p != k // 2 or op != s - 1:
+            return None
+        hi, mixed, _ = self._weights()
+        cached = self._cached
+        if "subpixel" not in cached:
+            before, after = (k - 1 - p) // s, (s - 1 + p) // s
+            size = before + after + 1
+            c_in, c_out = self.in_ch, self.out_ch
+            parts = []
+            for part in (hi, mixed[:c_in], mixed[c_in:]):     # w_hi, 2·w_lo, w_hi: (C_in, k·k·C_out)
+                taps = part.reshape(c_in, k, k, c_out)
+                w = part.new_zeros(size, size, c_in, s, s, c_out)
+                for r_row in range(s):
+                    for a in range(size):
+                        k_row = s * (before - a) + r_row + p
+                        for r_col in range(s):
+                            for b in range(size):
+                                k_col = s * (before - b) + r_col + p
+                                if 0 <= k_row < k and 0 <= k_col < k:
+                                    w[a, b, :, r_row, r_col] = taps[:, k_row, k_col]
+                parts.append(w.reshape(size * size * c_in, s * s * c_out))
+            cached["subpixel"] = (parts[0], torch.cat(parts[1:]), size, (before, after))
+        return cached["subpixel"]
+
+    def _products(self, x: torch.Tensor, operands=None) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (rows, 2·K) int8, the input's hi parts then its lo parts. Two int32 GEMMs, one on the
         hi columns alone: (hi·w_hi, 2·hi·w_lo + lo·w_hi). The product of the two lo parts is left
         out: below 2^-13 of the whole, it would cost a third more arithmetic."""
-        w_hi, w_mixed, _ = self._weights()
-        return int_matmul(x[:, :x.shape[1] // 2], w_hi), int_matmul(x, w_mixed)
+        w_hi, w_mixed = operands or self._weights()[:2]
+        return int_matmul(x[:, :x.shape[1] // 2].contiguous(), w_hi), int_matmul(x, w_mixed)
 
     @staticmethod
     def _combine(high: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
@@ -135,30 +167,40 @@ class IntegerConv(nn.Module):
         2^13·hi·hi' + 2^7·hi·lo' + 2^6·lo·hi'."""
         return torch.add(mixed.double(), high.double(), alpha=1 << ACT_LO_BITS)
 
-    def _conv(self, hi: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
+    def _conv(self, hi: torch.Tensor, lo: torch.Tensor, subpixel=None) -> torch.Tensor:
         """The conv's sums (see _combine) of int8 (N, H, W, C_in) parts: (N, H, W, C_out) float64.
+        ``subpixel`` (a transposed conv's, see :meth:`_subpixel`): its operands, kernel and padding.
 
         The padded input is one flat (rows, C_in) matrix; the tap at (i, j) reads it shifted by
         i·W_padded + j rows, so the GEMM's rows are those k·k shifted views side by side (one
         contiguous copy, tap by tap as the weights are stored), hi parts then lo parts. Rows that
         straddle the padding are computed and dropped."""
-        k, p = self.kernel, self.padding
-        if p:
-            hi, lo = F.pad(hi, (0, 0, p, p, p, p)), F.pad(lo, (0, 0, p, p, p, p))
+        if subpixel is None:
+            operands, k, (before, after) = None, self.kernel, (self.padding, self.padding)
+        else:
+            w_hi, w_mixed, k, (before, after) = subpixel
+            operands = (w_hi, w_mixed)
+        if before or after:
+            pads = (0, 0, before, after, before, after)
+            hi, lo = F.pad(hi, pads), F.pad(lo, pads)
         n, hp, wp = hi.shape[:3]
         rows = n * hp * wp
         span = rows - (k - 1) * (wp + 1)
         offsets = [i * wp + j for i in range(k) for j in range(k)]
         flat = [part.reshape(rows, self.in_ch) for part in (hi, lo)]
         x = torch.cat([f[o:o + span] for f in flat for o in offsets], dim=1)
-        t = F.pad(self._combine(*self._products(x)), (0, 0, 0, rows - span)).reshape(n, hp, wp, -1)
-        return t[:, :hp - 2 * p, :wp - 2 * p] if p else t
+        t = F.pad(self._combine(*self._products(x, operands)), (0, 0, 0, rows - span)).reshape(n, hp, wp, -1)
+        return t[:, :hp - before - after, :wp - before - after] if before or after else t
 
     def _transposed(self, hi: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
         """The transposed conv's sums: each input position's k·k output taps added onto an int32
         canvas (exact in any order; at most ceil(k/s)^2 taps meet), then combined."""
         k, s, p, op = self.kernel, self.stride, self.padding, self.output_padding
         n, height, width = hi.shape[:3]
+        subpixel = self._subpixel()
+        if subpixel is not None:      # phases side by side on the channels, then shuffled into place
+            t = self._conv(hi, lo, subpixel).reshape(n, height, width, s, s, self.out_ch)
+            return t.permute(0, 1, 3, 2, 4, 5).reshape(n, height * s, width * s, self.out_ch)
         out_h, out_w = (height - 1) * s - 2 * p + k + op, (width - 1) * s - 2 * p + k + op
         x = torch.cat([hi.reshape(-1, self.in_ch), lo.reshape(-1, self.in_ch)], dim=1)
         out = []
