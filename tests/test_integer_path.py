@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import progcodec
-from progcodec.coding.integer_path import IntegerNetwork, int_matmul, quantize
+from progcodec.coding.integer_path import IntegerConv, IntegerNetwork, int_matmul, quantize
 from progcodec.models.transforms import hyper_synthesis
 
 
@@ -250,3 +250,12 @@ def test_progdtd_scales_on_the_integer_path(tmp_path, coffee):
                               np.asarray(progcodec.decode(prefix, model=second)))
     z = torch.randn(1, model.N, 2, 3, dtype=torch.float64)
     assert (model._h_s_exact(z) >= 0).all()          # a ReLU's output, on the grid
+
+
+def test_transposed_convs_that_do_not_scale_by_their_stride_are_refused():
+    """The integer transposed conv runs as phases of a stride-1 conv: it takes the layers vam's
+    h_s has (odd kernel, padding k // 2, output padding s - 1), and says so for others."""
+    IntegerConv(True, 4, 4, 5, 2, 2, 1)
+    for kernel, stride, padding, output_padding in [(4, 2, 2, 1), (5, 2, 1, 1), (5, 2, 2, 0)]:
+        with pytest.raises(ValueError, match="odd kernel"):
+            IntegerConv(True, 4, 4, kernel, stride, padding, output_padding)

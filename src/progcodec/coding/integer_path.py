@@ -84,6 +84,9 @@ class IntegerConv(nn.Module):
         super().__init__()
         if not transposed and stride != 1:
             raise ValueError("integer convolutions have stride 1 (transposed ones any)")
+        if transposed and (kernel % 2 == 0 or padding != kernel // 2 or output_padding != stride - 1):
+            raise ValueError("integer transposed convolutions have an odd kernel k, padding k // 2 and "
+                             "output padding stride - 1 (an output stride times the input)")
         self.transposed, self.in_ch, self.out_ch = transposed, in_ch, out_ch
         self.kernel, self.stride, self.padding, self.output_padding = kernel, stride, padding, output_padding
         self.negative_slope = negative_slope
@@ -122,16 +125,14 @@ class IntegerConv(nn.Module):
                                          self.out_scale * float(1 << WEIGHT_LO_BITS))}
         return self._cached["operands"]
 
-    def _subpixel(self) -> tuple[torch.Tensor, torch.Tensor, int, tuple[int, int]] | None:
-        """A transposed conv whose output is s times its input (odd k, p = k // 2, output padding
-        s - 1) as a stride-1 conv to s·s·C_out channels (phase row, phase column, channel) and a
-        pixel shuffle (as models.transforms.SubpixelDeconv): (w_hi, [2·w_lo; w_hi], kernel,
-        (padding before, after)) in ``_conv``'s layout, else None. Output m·s + r sums input
+    def _subpixel(self) -> tuple[torch.Tensor, torch.Tensor, int, tuple[int, int]]:
+        """The transposed conv (odd k, p = k // 2, output padding s - 1: s times its input) as a
+        stride-1 conv to s·s·C_out channels (phase row, phase column, channel) and a pixel shuffle
+        (as models.transforms.SubpixelDeconv): (w_hi, [2·w_lo; w_hi], kernel, (padding before,
+        after)) in ``_conv``'s layout. Output m·s + r sums input
         m - t with tap s·t + r + p: the same integer products, added in another order, which
         integers do not notice; GEMMs instead of 2·k·k strided adds onto a canvas."""
-        k, s, p, op = self.kernel, self.stride, self.padding, self.output_padding
-        if not self.transposed or k % 2 == 0 or p != k // 2 or op != s - 1:
-            return None
+        k, s, p = self.kernel, self.stride, self.padding
         hi, mixed, _ = self._weights()
         cached = self._cached
         if "subpixel" not in cached:
@@ -193,25 +194,12 @@ class IntegerConv(nn.Module):
         return t[:, :hp - before - after, :wp - before - after] if before or after else t
 
     def _transposed(self, hi: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
-        """The transposed conv's sums: each input position's k·k output taps added onto an int32
-        canvas (exact in any order; at most ceil(k/s)^2 taps meet), then combined."""
-        k, s, p, op = self.kernel, self.stride, self.padding, self.output_padding
+        """The transposed conv's sums: its phases side by side on the channels (:meth:`_subpixel`),
+        shuffled into place."""
         n, height, width = hi.shape[:3]
-        subpixel = self._subpixel()
-        if subpixel is not None:      # phases side by side on the channels, then shuffled into place
-            t = self._conv(hi, lo, subpixel).reshape(n, height, width, s, s, self.out_ch)
-            return t.permute(0, 1, 3, 2, 4, 5).reshape(n, height * s, width * s, self.out_ch)
-        out_h, out_w = (height - 1) * s - 2 * p + k + op, (width - 1) * s - 2 * p + k + op
-        x = torch.cat([hi.reshape(-1, self.in_ch), lo.reshape(-1, self.in_ch)], dim=1)
-        out = []
-        for cols in self._products(x):
-            cols = cols.reshape(n, height, width, k, k, self.out_ch)
-            canvas = cols.new_zeros(n, (height - 1) * s + k + op, (width - 1) * s + k + op, self.out_ch)
-            for i in range(k):
-                for j in range(k):
-                    canvas[:, i:i + s * height:s, j:j + s * width:s] += cols[:, :, :, i, j]
-            out.append(canvas[:, p:p + out_h, p:p + out_w])
-        return self._combine(*out)
+        s = self.stride
+        t = self._conv(hi, lo, self._subpixel()).reshape(n, height, width, s, s, self.out_ch)
+        return t.permute(0, 1, 3, 2, 4, 5).reshape(n, height * s, width * s, self.out_ch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, H, W, C_in) float64 -> (N, H', W', C_out) float64."""
