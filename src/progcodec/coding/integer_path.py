@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .gaussian import Float64Path, snap
+from .subpixel import subpixel_taps
 
 # Weights are integers in [-4063, 4063], stored as 64·hi + lo with hi in [-63, 63] and lo in
 # [-32, 31]: 7-bit int8 parts, so no u8×s8 pair sum can saturate on CPUs without VNNI (vpmaddubsw).
@@ -128,31 +129,17 @@ class IntegerConv(nn.Module):
     def _subpixel(self) -> tuple[torch.Tensor, torch.Tensor, int, tuple[int, int]]:
         """The transposed conv (odd k, p = k // 2, output padding s - 1: s times its input) as a
         stride-1 conv to s·s·C_out channels (phase row, phase column, channel) and a pixel shuffle
-        (as models.transforms.SubpixelDeconv): (w_hi, [2·w_lo; w_hi], kernel, (padding before,
-        after)) in ``_conv``'s layout. Output m·s + r sums input
-        m - t with tap s·t + r + p: the same integer products, added in another order, which
-        integers do not notice; GEMMs instead of 2·k·k strided adds onto a canvas."""
+        (coding/subpixel.py): (w_hi, [2·w_lo; w_hi], kernel, (padding before, after)) in ``_conv``'s
+        layout. The same integer products, added in another order, which integers do not notice."""
         k, s, p = self.kernel, self.stride, self.padding
         hi, mixed, _ = self._weights()
         cached = self._cached
         if "subpixel" not in cached:
-            before, after = (k - 1 - p) // s, (s - 1 + p) // s
-            size = before + after + 1
-            c_in, c_out = self.in_ch, self.out_ch
             parts = []
-            for part in (hi, mixed[:c_in], mixed[c_in:]):     # w_hi, 2·w_lo, w_hi: (C_in, k·k·C_out)
-                taps = part.reshape(c_in, k, k, c_out)
-                w = part.new_zeros(size, size, c_in, s, s, c_out)
-                for r_row in range(s):
-                    for a in range(size):
-                        k_row = s * (before - a) + r_row + p
-                        for r_col in range(s):
-                            for b in range(size):
-                                k_col = s * (before - b) + r_col + p
-                                if 0 <= k_row < k and 0 <= k_col < k:
-                                    w[a, b, :, r_row, r_col] = taps[:, k_row, k_col]
-                parts.append(w.reshape(size * size * c_in, s * s * c_out))
-            cached["subpixel"] = (parts[0], torch.cat(parts[1:]), size, (before, after))
+            for part in (hi, mixed[:self.in_ch], mixed[self.in_ch:]):   # w_hi, 2·w_lo, w_hi: (C_in, k·k·C_out)
+                taps, pads = subpixel_taps(part.reshape(self.in_ch, k, k, self.out_ch), s, p)
+                parts.append(taps.reshape(-1, s * s * self.out_ch))
+            cached["subpixel"] = (parts[0], torch.cat(parts[1:]), taps.shape[0], pads)
         return cached["subpixel"]
 
     def _products(self, x: torch.Tensor, operands=None) -> tuple[torch.Tensor, torch.Tensor]:

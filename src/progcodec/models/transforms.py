@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from compressai.layers import GDN as _CompressAIGDN
 from torch import nn
 
+from ..coding.subpixel import subpixel_taps
+
 
 class GDN(_CompressAIGDN):
     """CompressAI's GDN (same parameters), always computed in float32.
@@ -44,11 +46,8 @@ def deconv(in_ch: int, out_ch: int, kernel: int = 5, stride: int = 2) -> nn.Conv
 
 class SubpixelDeconv(nn.ConvTranspose2d):
     """A ConvTranspose2d (odd kernel k, stride s, padding k // 2, output padding s - 1: s times the
-    input's size) that, on
-    the CPU without gradients, runs as the same function in another form: one stride-1 conv to
-    s·s·C_out channels, then a pixel shuffle (Shi et al., "Is the deconvolution layer the same as a
-    convolutional layer?", 2016). Output (m·s + r) sums input m − t with tap s·t + r + k // 2, so the
-    conv's taps are the kernel's taps of each phase r.
+    input's size) that, on the CPU without gradients, runs as the same function in another form:
+    one stride-1 conv to s·s·C_out channels, then a pixel shuffle (coding/subpixel.py).
 
     For the synthesis' last layer (128 -> 3 channels at full resolution) oneDNN's transposed conv
     is 2.5x slower than this (benchmarks/speed.py); training keeps the plain transposed conv. The
@@ -67,19 +66,11 @@ class SubpixelDeconv(nn.ConvTranspose2d):
         key = (w.data_ptr(), w._version, w.dtype, self.bias.data_ptr(), self.bias._version)
         cached = getattr(self, "_subpixel", None)
         if cached is None or cached[0] != key:
-            k, s, p = self.kernel_size[0], self.stride[0], self.padding[0]
-            before, after = (k - 1 - p) // s, (s - 1 + p) // s
-            size = before + after + 1
-            conv_w = w.new_zeros(self.out_channels, s, s, self.in_channels, size, size)
-            for r_row in range(s):
-                for a in range(size):
-                    k_row = s * (before - a) + r_row + p
-                    for r_col in range(s):
-                        for b in range(size):
-                            k_col = s * (before - b) + r_col + p
-                            if 0 <= k_row < k and 0 <= k_col < k:
-                                conv_w[:, r_row, r_col, :, a, b] = w[:, :, k_row, k_col].t()
-            conv_w = conv_w.reshape(-1, self.in_channels, size, size).detach()
+            s = self.stride[0]
+            taps, (before, after) = subpixel_taps(w.detach().permute(0, 2, 3, 1), s, self.padding[0])
+            # conv channels in pixel_shuffle's order: output channel, phase row, phase column
+            size = taps.shape[0]
+            conv_w = taps.permute(5, 3, 4, 2, 0, 1).reshape(-1, self.in_channels, size, size).contiguous()
             self._subpixel = (key, (conv_w, self.bias.detach().repeat_interleave(s * s), (before, after)))
         return self._subpixel[1]
 
