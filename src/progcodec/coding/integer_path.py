@@ -105,8 +105,8 @@ class IntegerConv(nn.Module):
         half to even is the same everywhere."""
         steps = torch.ldexp(torch.ones((), dtype=torch.float64), self.in_exp.double())
         # out-of-range values (inf too) clamp; NaN, whose cast to int is the platform's choice, is 0
-        scaled = torch.nan_to_num(x * steps, nan=0.0)
-        return torch.round(scaled).clamp_(-ACT_LIMIT, ACT_LIMIT - 1).to(torch.int32)
+        scaled = (x * steps).nan_to_num_(nan=0.0)
+        return scaled.round_().clamp_(-ACT_LIMIT, ACT_LIMIT - 1).to(torch.int32)
 
     def _weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The GEMMs' right-hand sides, made from the stored parts: (w_hi, [2·w_lo; w_hi] stacked
@@ -153,7 +153,7 @@ class IntegerConv(nn.Module):
     def _combine(high: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
         """2^7·high + mixed in float64, exact (integers below 2^53); times 2^6 it is
         2^13·hi·hi' + 2^7·hi·lo' + 2^6·lo·hi'."""
-        return torch.add(mixed.double(), high.double(), alpha=1 << ACT_LO_BITS)
+        return mixed.double().add_(high, alpha=1 << ACT_LO_BITS)
 
     def _conv(self, hi: torch.Tensor, lo: torch.Tensor, subpixel=None) -> torch.Tensor:
         """The conv's sums (see _combine) of int8 (N, H, W, C_in) parts: (N, H, W, C_out) float64.
@@ -177,8 +177,10 @@ class IntegerConv(nn.Module):
         offsets = [i * wp + j for i in range(k) for j in range(k)]
         flat = [part.reshape(rows, self.in_ch) for part in (hi, lo)]
         x = torch.cat([f[o:o + span] for f in flat for o in offsets], dim=1)
-        t = F.pad(self._combine(*self._products(x, operands)), (0, 0, 0, rows - span)).reshape(n, hp, wp, -1)
-        return t[:, :hp - before - after, :wp - before - after] if before or after else t
+        sums = self._combine(*self._products(x, operands))
+        # the rows of valid positions, read in place: row i·W_padded + j (plus the image's offset)
+        c = sums.shape[1]
+        return sums.as_strided((n, hp - before - after, wp - before - after, c), (hp * wp * c, wp * c, c, 1))
 
     def _transposed(self, hi: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
         """The transposed conv's sums: its phases side by side on the channels (:meth:`_subpixel`),
@@ -193,11 +195,11 @@ class IntegerConv(nn.Module):
         hi, lo = split_int8(self.quantize_input(x), ACT_LO_BITS)
         sums = self._transposed(hi, lo) if self.transposed else self._conv(hi, lo)
         # sums · (2^6 · out_scale): one rounding (2^6 is exact), then the bias (no FMA)
-        out = sums * self._weights()[2] + self.bias
+        out = (sums * self._weights()[2]).add_(self.bias)
         if self.negative_slope == 0.0:
-            out = F.relu(out)
+            out = F.relu_(out)
         elif self.negative_slope is not None:
-            out = F.leaky_relu(out, self.negative_slope)
+            out = F.leaky_relu_(out, self.negative_slope)
         return out
 
     @classmethod
