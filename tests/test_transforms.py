@@ -45,6 +45,12 @@ def test_the_subpixel_weights_follow_new_weights():
         after = layer(x)
     assert not torch.allclose(before, after)
     torch.testing.assert_close(after, _reference(other, x), rtol=0, atol=1e-5)
+    layer.weight = torch.nn.Parameter(torch.randn_like(layer.weight))   # a new tensor in its place
+    layer.double()                                                       # and new memory, new dtype
+    with torch.no_grad():
+        moved = layer(x.double())
+    assert moved.dtype == torch.float64
+    torch.testing.assert_close(moved, _reference(layer, x.double()), rtol=0, atol=1e-9)
 
 
 def test_weights_files_keep_their_names():

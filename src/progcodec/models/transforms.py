@@ -63,15 +63,18 @@ class SubpixelDeconv(nn.ConvTranspose2d):
         """(conv weight (s·s·C_out, C_in, K, K), bias, (padding before, after)), made again when
         the weights change. Taps t run over [-after, before]; conv tap a reads input m − before + a."""
         w = self.weight
-        key = (w.data_ptr(), w._version, w.dtype, self.bias.data_ptr(), self.bias._version)
+        # the cache holds the tensors it was made from, so their memory cannot be reused by others
+        # with the same address; in-place writes (load_state_dict) move their version
+        now = [(t.detach(), t._version) for t in (w, self.bias)]
         cached = getattr(self, "_subpixel", None)
-        if cached is None or cached[0] != key:
+        if cached is None or any(t.data_ptr() != old.data_ptr() or t.dtype != old.dtype or version != old_version
+                                 for (t, version), (old, old_version) in zip(now, cached[0])):
             s = self.stride[0]
             taps, (before, after) = subpixel_taps(w.detach().permute(0, 2, 3, 1), s, self.padding[0])
             # conv channels in pixel_shuffle's order: output channel, phase row, phase column
             size = taps.shape[0]
             conv_w = taps.permute(5, 3, 4, 2, 0, 1).reshape(-1, self.in_channels, size, size).contiguous()
-            self._subpixel = (key, (conv_w, self.bias.detach().repeat_interleave(s * s), (before, after)))
+            self._subpixel = (now, (conv_w, self.bias.detach().repeat_interleave(s * s), (before, after)))
         return self._subpixel[1]
 
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
