@@ -15,7 +15,7 @@ def rank_elements(indexes: torch.Tensor) -> torch.Tensor:
     stable sort breaks ties by position: encoder and decoder agree exactly.
     """
     flat = indexes.reshape(-1).to(torch.int64)
-    if flat.numel() and 0 <= int(flat.min()) and int(flat.max()) <= 255:
+    if flat.device.type == "cpu" and flat.numel() and 0 <= int(flat.min()) and int(flat.max()) <= 255:
         # the same order from numpy's stable sort of one-byte keys, a radix sort: 0.9 ms
         # against torch's 4.3 ms for a 768x512 image's 295k elements
         keys = (255 - flat).to(torch.uint8).numpy()
