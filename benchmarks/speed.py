@@ -307,8 +307,10 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="vam", help="our model: a registered name or a .safetensors file")
-    parser.add_argument("--random", action="store_true", help="seeded random weights for --model (no trained weights needed)")
-    parser.add_argument("--image", default=None, help="image to time (resized to 768x512); default: skimage's astronaut")
+    parser.add_argument("--random", action="store_true",
+                        help="seeded random weights for --model (no trained weights needed)")
+    parser.add_argument("--image", default=None,
+                        help="image to time (resized to 768x512); default: skimage's astronaut")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto: the CPU, and the GPU too where CUDA is available")

@@ -204,8 +204,8 @@ def test_odd_images_load_as_rgb(astronaut, name, recwarn):
         assert len(messages) == 1 and re.search(warning, messages[0]), messages
 
 
-@pytest.mark.parametrize("name", ["16-bit grayscale PNG", "16-bit RGB PNG", "CMYK JPEG", "palette PNG with transparency",
-                                  "RGBA PNG"])
+@pytest.mark.parametrize("name", ["16-bit grayscale PNG", "16-bit RGB PNG", "CMYK JPEG",
+                                  "palette PNG with transparency", "RGBA PNG"])
 def test_odd_images_encode_with_a_warning(astronaut, name):
     data, warning = _odd_images(astronaut)[name]
     with pytest.warns(ProgcodecWarning, match=warning):

@@ -61,7 +61,8 @@ def test_the_preview_layer_is_z_alone(astronaut, net):
     preview = _pixels(progcodec.decode(with_preview, layers=1))
     assert preview.shape == (64, 96, 3)
     assert not np.array_equal(preview, _pixels(progcodec.decode(with_preview, layers=2)))
-    assert np.array_equal(_pixels(progcodec.decode(with_preview, layers=2)), _pixels(progcodec.decode(without, layers=1)))
+    assert np.array_equal(_pixels(progcodec.decode(with_preview, layers=2)),
+                          _pixels(progcodec.decode(without, layers=1)))
 
 
 @pytest.mark.parametrize("kwargs, match", [

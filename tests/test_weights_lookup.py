@@ -56,7 +56,8 @@ def test_environment_path_list(foreign, other_weights_path, weights_dir, user_ho
     monkeypatch.setenv("PROGCODEC_WEIGHTS", os.pathsep.join([str(weights_dir), str(other_weights_path.parent)]))
     assert progcodec.decode(data).size == (96, 64)
     # name lookup for encode still takes the first folder's vam
-    assert progcodec.info(progcodec.encode(_pixels(progcodec.decode(data))))["weights"] != progcodec.info(data)["weights"]
+    reencoded = progcodec.encode(_pixels(progcodec.decode(data)))
+    assert progcodec.info(reencoded)["weights"] != progcodec.info(data)["weights"]
 
 
 def test_cli_weights_add_list_and_decode(cli, foreign, other_weights_path, user_home, tmp_path):

@@ -59,10 +59,10 @@ layer: the header no longer grows by 4 bytes a layer, so the first picture
 (the header and layer 1) comes 4 bytes a layer sooner, and a layer's bytes
 carry their own check. Version 7 writes the header's sizes as varints, version 8
 names standard ladders (above), version 9 marks the integer parameter path. New files are
-version 9; ``build(version=...)`` writes version 8, 7, 6 or the earlier layout (2 unless a fine ladder or REMs need 3, 5 when tiled) for
-readers that predate it. A prefix of the file that ends on a layer boundary is a valid
-file with fewer layers: the header stays as written and the parser counts
-complete layers.
+version 9; ``build(version=...)`` writes version 8, 7, 6 or the earlier layout (2 unless a fine
+ladder or REMs need 3, 5 when tiled) for readers that predate it. A prefix of the file that
+ends on a layer boundary is a valid file with fewer layers: the header stays as written and the
+parser counts complete layers.
 """
 
 from __future__ import annotations

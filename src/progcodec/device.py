@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .errors import ProgcodecError
+
+if TYPE_CHECKING:   # annotations only: torch is imported where it is used
+    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 

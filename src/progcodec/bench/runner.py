@@ -237,8 +237,9 @@ def run_bench(images, models=("vam",), baselines=ALL_BASELINES, device="auto",
                             + f", weights {net.weights_digest.hex()}: one encode, "
                             f"decoded from each of its {count} layer prefixes"
                             f"{' (layer 1: preview)' if file_preview else ''}"
-                            f"{' by independent decodes' if independent_decodes else ' in one stream (decoding time: time to the layer)'}"
-                            f", ladder "
+                            + (" by independent decodes" if independent_decodes
+                               else " in one stream (decoding time: time to the layer)")
+                            + ", ladder "
                             f"{list(file_ladder) or 'trained'}; bpp of the real file "
                             f"prefix, header included; device {dev.type}"
                             f"{'' if precision == 'fp32' else f', precision {precision}'}"),

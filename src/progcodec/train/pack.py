@@ -1,4 +1,4 @@
-"""A compact copy of a training set, for a machine the whole set cannot travel to.
+r"""A compact copy of a training set, for a machine the whole set cannot travel to.
 
     DATA_DIR... --(hold-out split)--> training files --> PER_IMAGE random crops, JPEG --> OUT/train/
                                   \-> held-out files --> one centre crop, PNG       --> OUT/val/
