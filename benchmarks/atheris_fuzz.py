@@ -74,8 +74,10 @@ def prepare_weights() -> Path:
 
 
 def make_seeds(folder: Path) -> list[Path]:
-    """Small valid files of every layout the encoder writes, tiled ones included, and of every earlier
-    format version (the version-4 tiled seeds are kept from the build that wrote them)."""
+    """Small valid files of every layout the encoder writes, tiled ones included. The seeds of earlier
+    format versions are kept from the builds that wrote them (``vam-v1``, ``vam-v2``, ``vam-v6`` to
+    ``vam-v9``, ``progdtd-fine-v3``, ``*-tiled-v4``, ``vam-tiled-v5``): from version 10 the layers
+    code their symbols otherwise, so a new file cannot be converted back."""
     import progcodec
     from progcodec import container
 
@@ -97,39 +99,16 @@ def make_seeds(folder: Path) -> list[Path]:
     full = progcodec.info(files["progdtd-default"])["layers"]
     files["progdtd-fine"] = progcodec.encode(small, model=dtd, max_bytes=[full[0]["cumulative_bytes"] + 30,
                                                                           full[-1]["cumulative_bytes"] - 40])
-    files["vam-v1"] = to_version_1(files["vam-trained"])
-    files["vam-v6"] = container.convert(files["vam-default"], 6)   # fixed-width header, CRC trailers
-    files["vam-v7"] = container.convert(files["vam-default"], 7)   # varint header, its ladder value by value
-    files["vam-v8"] = container.convert(files["vam-default"], 8)   # no layout bit 6
     files["vam-integer"] = progcodec.encode(small, model=str(weights / "vam-integer.safetensors"), ladder=4)
-    files["vam-v2"] = container.convert(files["vam-no-rem"], 2)
-    files["progdtd-fine-v3"] = container.convert(files["progdtd-fine"], 3)
-    tall = fuzzlib.sample_image(40, 300)    # two 256-px tiles (the *-tiled-v4 seeds are version 4)
+    tall = fuzzlib.sample_image(40, 300)    # two 256-px tiles
     files["vam-tiled"] = progcodec.encode(tall, model=vam, ladder=4, tile=256)
     files["progdtd-tiled"] = progcodec.encode(tall, model=dtd, ladder=3, tile=256)
-    files["vam-tiled-v5"] = container.convert(files["vam-tiled"], 5)
+    assert all(container.parse(data).header.version == container.FORMAT_VERSION for data in files.values())
     paths = []
     for name, data in files.items():
         (folder / name).write_bytes(data)
         paths.append(folder / name)
     return paths
-
-
-def to_version_1(data: bytes) -> bytes:
-    """The same file in format version 1 (no layout byte, no ladder): only for a trained-ladder,
-    no-preview file, which is what version 1 could say."""
-    from progcodec import container
-
-    pgc = container.parse(data)
-    h = pgc.header
-    assert not (h.preview or h.ladder or h.base_chunk or h.fine_ladder or h.rem)
-    name = h.model.encode()
-    head = b"".join([container.MAGIC, struct.pack(">BB", 1, len(name)), name, h.weights_digest,
-                     struct.pack(">IIH", h.width, h.height, h.num_layers),
-                     struct.pack(f">B{len(h.checksums)}I", len(h.checksums), *h.checksums),
-                     struct.pack(f">{h.num_layers}I", *map(len, pgc.layers)),
-                     struct.pack(f">{h.num_layers}I", *(zlib.crc32(layer) for layer in pgc.layers))])
-    return head + struct.pack(">I", zlib.crc32(head)) + b"".join(pgc.layers)
 
 
 def repair_crcs(data: bytes) -> bytes:

@@ -107,9 +107,12 @@ class StageTimer:
         "params32": [("progcodec.coding.gaussian", "Float32Path.__call__")],
         "ranking": [("progcodec.coding.ranked_residual", "rank_elements")],
         "rans": [("progcodec.coding.gaussian", "GaussianSymbolCoder.encode"),
+                 ("progcodec.coding.gaussian", "GaussianSymbolCoder.encode_arrays"),
                  ("progcodec.coding.gaussian", "GaussianSymbolCoder.encode_lists"),
                  ("progcodec.coding.gaussian", "GaussianSymbolCoder.decode"),
                  ("progcodec.coding.gaussian", "SymbolStream.read"),
+                 # format 10: symbols grouped by table (coding/grouped_rans.py)
+                 ("progcodec.coding.gaussian", "GroupedSymbolStream.read"),
                  ("compressai.entropy_models", "EntropyBottleneck.compress"),
                  ("compressai.entropy_models", "EntropyBottleneck.decompress")],
         "container": [("progcodec.container", "build"), ("progcodec.container", "parse"),
@@ -125,7 +128,7 @@ class StageTimer:
                 owner = importlib.import_module(module_name)
                 *path, name = attr.split(".")
                 for part in path:
-                    owner = getattr(owner, part)
+                    owner = getattr(owner, part, None)
                 original = getattr(owner, name, None)
                 if original is None:   # a stage an older progcodec does not have (timing a checkout)
                     continue

@@ -36,7 +36,7 @@ def test_build_parse_round_trip():
     h = pgc.header
     assert (h.model, h.weights_digest, h.width, h.height) == ("vam", DIGEST, 97, 31)
     assert h.checksums == CHECKS
-    assert h.version == container.FORMAT_VERSION == 9
+    assert h.version == container.FORMAT_VERSION == 10
     # from version 6: each layer's span ends with its CRC32, and the header holds no CRC array
     assert h.layer_lengths == tuple(len(b) + 4 for b in LAYERS) and h.layer_crcs == ()
     starts = [pgc.header_size] + pgc.layer_ends[:-1]
@@ -150,12 +150,12 @@ def test_version_9_marks_the_integer_parameter_path(fuzzlib):
     """Version 9 is version 8 with layout bit 6: the entropy parameters came from the weights'
     integer path. Without the bit, convert goes both ways byte for byte; with it, no earlier
     version can hold the file, and an earlier version's header with the bit set is corrupt."""
-    plain = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=True)
+    plain = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=True, version=9)
     assert parse(plain).header.version == 9 and not parse(plain).header.integer_params
     v8 = container.convert(plain, 8)
     assert container.convert(v8, 9) == plain and parse(v8).header == Header(**{**parse(plain).header.__dict__,
                                                                                  "version": 8})
-    marked = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=True, integer_params=True)
+    marked = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=True, integer_params=True, version=9)
     h = parse(marked).header
     assert h.integer_params and h == Header(**{**parse(plain).header.__dict__, "integer_params": True})
     assert fuzzlib.get_field(marked, "layout") == fuzzlib.get_field(plain, "layout") | container.LAYOUT_INTEGER_PARAMS
@@ -165,6 +165,21 @@ def test_version_9_marks_the_integer_parameter_path(fuzzlib):
             container.convert(marked, version)
     with pytest.raises(ContainerError, match="layout"):      # the bit is version 9's
         parse(fuzzlib.set_field(v8, "layout", fuzzlib.get_field(v8, "layout") | container.LAYOUT_INTEGER_PARAMS))
+
+
+def test_version_10_codes_layers_differently_and_does_not_convert_across(fuzzlib):
+    """Version 10's header is version 9's; its layers' symbols are grouped by table, so its
+    files do not convert to earlier versions (nor theirs to 10): the layers would be misread."""
+    new = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=True, integer_params=True)
+    old = build("vam", DIGEST, 97, 31, LAYERS, CHECKS, preview=True, integer_params=True, version=9)
+    h = parse(new).header
+    assert h.version == 10 and h.grouped_symbols and not parse(old).header.grouped_symbols
+    assert h == Header(**{**parse(old).header.__dict__, "version": 10}) and parse(new).layers == LAYERS
+    assert len(new) == len(old)     # the same fields, the version byte and the header's CRC aside
+    for data, version in ((new, 9), (new, 8), (new, 2), (old, 10)):
+        with pytest.raises(ContainerError, match="re-encode"):
+            container.convert(data, version)
+    assert container.convert(new, 10) == new and container.convert(old, 9) == old
 
 
 def test_version_6_damaged_trailer_or_layer_is_caught():
@@ -308,9 +323,9 @@ def test_short_or_foreign_data_is_an_error(data):
         parse(data)
 
 
-@pytest.mark.parametrize("version", [0, 10, 255])
+@pytest.mark.parametrize("version", [0, 11, 255])
 def test_unknown_version_is_an_error(fuzzlib, sample, version):
-    with pytest.raises(ContainerError, match=f"version {version} .this build reads 1, 2, 3, 4, 5, 6, 7, 8, 9\\)"):
+    with pytest.raises(ContainerError, match=f"version {version} .this build reads 1, 2, 3, 4, 5, 6, 7, 8, 9, 10\\)"):
         parse(fuzzlib.set_field(sample.data, "version", version))
 
 
@@ -357,7 +372,7 @@ def test_version_3_is_written_only_for_a_fine_ladder():
                                                                               False, False)
     assert parse(prefix(data, 1)).header.version == 3
     assert parse(build("progdtd", DIGEST, 97, 31, LAYERS, CHECKS, ladder=(1, 3, 5), version=2)).header.version == 2
-    with pytest.raises(ContainerError, match="format version 3, 6, 7, 8 or 9"):
+    with pytest.raises(ContainerError, match="format version 3, 6, 7, 8, 9 or 10"):
         build("progdtd", DIGEST, 97, 31, LAYERS, CHECKS, ladder=(1, 3, 5), fine_ladder=True, version=2)
 
 

@@ -20,6 +20,21 @@ def _pixels(image) -> np.ndarray:
     return np.asarray(image)
 
 
+def _same_pictures(old: bytes, new: bytes) -> None:
+    """``new`` (format 10: symbols grouped by table) says what ``old`` (an earlier version:
+    the same symbols one by one) says: the same checksums and ladder, and every layer prefix
+    decodes to the same picture."""
+    a, b = container.parse(old), container.parse(new)
+    if a.header.version == container.FORMAT_VERSION:
+        assert new == old
+        return
+    assert b.header.version == container.FORMAT_VERSION > a.header.version
+    assert (b.header.checksums, len(b.layers)) == (a.header.checksums, len(a.layers))
+    assert a.header.version == 1 or b.header.ladder == a.header.ladder     # version 1 has no ladder field
+    for k in range(1, len(a.layers) + 1):
+        assert np.array_equal(_pixels(progcodec.decode(old, layers=k)), _pixels(progcodec.decode(new, layers=k))), k
+
+
 @pytest.mark.parametrize("model, ladder, preview", [
     ("vam", 2, False), ("vam", 3, True), ("vam", 16, True), ("vam", 64, True), ("vam", 64, False),
     ("vam", [0.1, 0.5, 1.0], False), ("vam", "trained", False),
@@ -111,8 +126,8 @@ def test_cli_ladder_and_byte_budget(cli, tmp_path, astronaut):
 @pytest.mark.parametrize("name, layers", [("vam", 10), ("progdtd", 8)])
 def test_version_1_files_decode_and_match_a_new_encode(name, layers):
     """tests/data/v1_*.pgc were written by format version 1 with the weights shipped then
-    (chelsea, 80x56). They decode through the weights search, and a version-2 file of the
-    same image with the trained ladder and no preview holds exactly the same layers."""
+    (chelsea, 80x56). They decode through the weights search, and today's file of the same
+    image with the trained ladder and no preview decodes to the same pictures."""
     data = (DATA / f"v1_{name}_80x56.pgc").read_bytes()
     pgc = container.parse(data)
     assert pgc.header.version == 1 and len(pgc.layers) == layers
@@ -123,9 +138,7 @@ def test_version_1_files_decode_and_match_a_new_encode(name, layers):
     mse = [np.mean((d.astype(float) - np.asarray(original, dtype=float)) ** 2) for d in decoded]
     assert mse[1] < mse[0] and 10 * np.log10(255**2 / mse[1]) > 24
     weights = find_weights(pgc.header.weights_digest, name)
-    again = container.parse(progcodec.encode(original, model=str(weights), ladder="trained", preview=False))
-    assert again.header.version == container.FORMAT_VERSION and again.layers == pgc.layers
-    assert again.header.checksums == pgc.header.checksums
+    _same_pictures(data, progcodec.encode(original, model=str(weights), ladder="trained", preview=False))
 
 
 # Files of the later versions, with what wrote them (the weights they name, these options).
@@ -138,16 +151,18 @@ LATER_VERSIONS = [
     ("v7_vam_80x56.pgc", 7, {}),
     ("v8_vam_80x56.pgc", 8, {}),
     ("v9_vam_80x56.pgc", 9, {}),   # coded on the integer parameter path (weights 4b2cfb98)
+    ("v10_vam_80x56.pgc", 10, {}),   # symbols grouped by table (weights 4b2cfb98)
 ]
 
 
 @pytest.mark.parametrize("name, version, options", LATER_VERSIONS)
 def test_files_of_later_versions_decode_and_are_what_an_encode_writes(name, version, options):
-    """tests/data/v{2,3,5,6,7,8,9}_*.pgc (chelsea at the size in the name): every layer decodes
+    """tests/data/v{2,3,5,6,7,8,9,10}_*.pgc (chelsea at the size in the name): every layer decodes
     through the weights search, and encoding the same image with the same weights and
-    options writes the same file in today's layout (``convert`` back gives the same bytes).
-    Byte targets count the whole file, and version 6 spends 4 bytes a layer differently
-    (each layer's CRC at its end, not in the header): there the layers refit the targets."""
+    options writes today's file of the same pictures (format 10 codes the same symbols
+    grouped by table; a version-10 file is written again byte for byte). Byte targets count
+    the whole file, and version 6 spends 4 bytes a layer differently (each layer's CRC at its
+    end, not in the header): there the layers refit the targets."""
     data = (DATA / name).read_bytes()
     pgc = container.parse(data)
     assert pgc.header.version == version and not pgc.problems
@@ -162,12 +177,14 @@ def test_files_of_later_versions_decode_and_are_what_an_encode_writes(name, vers
     again = progcodec.encode(original.astype(np.uint8), model=str(weights), **options)
     assert container.parse(again).header.version == container.FORMAT_VERSION
     if "max_bytes" not in options:
-        assert container.convert(again, version) == data
+        _same_pictures(data, again)
     else:
         ends = [layer["cumulative_bytes"] for layer in progcodec.info(again)["layers"]]
         stored = [layer["cumulative_bytes"] for layer in progcodec.info(data)["layers"]]
         assert len(ends) == len(stored) and all(e <= t for e, t in zip(ends, options["max_bytes"]))
-        assert all(abs(e - s) <= 16 for e, s in zip(ends, stored))   # as close to the targets as before
+        for e, s, t in zip(ends, stored, options["max_bytes"]):
+            # as close to the target as before; a target past the whole latent: no more bytes than before
+            assert abs(e - s) <= 16 or (t - s > 16 and e <= s)
 
 
 def test_version_4_tiled_file_decodes_as_its_version_5_encode():

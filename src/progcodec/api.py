@@ -313,7 +313,7 @@ def _decoder_for(header: container.Header, model, weights, device, keep_state: b
         return _tiled_decoder_for(net, header, ph, pw, keep_state, progress)
     decoder = net.decoder((ph // net.latent_stride, pw // net.latent_stride), header.checksums,
                           ladder=header.ladder, preview=header.preview, base_chunk=header.base_chunk,
-                          fine_ladder=header.fine_ladder, rem=header.rem)
+                          fine_ladder=header.fine_ladder, rem=header.rem, grouped=header.grouped_symbols)
     return decoder, lambda x_hat: to_pil(crop(x_hat, header.height, header.width))
 
 

@@ -58,9 +58,16 @@ parse. Version 6 moves each layer's CRC32 from the header to the end of the
 layer: the header no longer grows by 4 bytes a layer, so the first picture
 (the header and layer 1) comes 4 bytes a layer sooner, and a layer's bytes
 carry their own check. Version 7 writes the header's sizes as varints, version 8
-names standard ladders (above), version 9 marks the integer parameter path. New files are
-version 9; ``build(version=...)`` writes version 8, 7, 6 or the earlier layout (2 unless a fine
-ladder or REMs need 3, 5 when tiled) for readers that predate it. A prefix of the file that
+names standard ladders (above), version 9 marks the integer parameter path.
+
+Version 10 changes the layers, not the header: every latent's symbols (z's excepted) are
+coded grouped by CDF table (coding/grouped_rans.py), where versions up to 9 coded them one
+by one with CompressAI's rANS coder. The same symbols decode either way, so a file of any
+version gives the same picture; a reader older than version 10 refuses the file by its
+version. New files are version 10; ``build(version=...)`` writes the header of version 9, 8,
+7, 6 or the earlier layout (2 unless a fine ladder or REMs need 3, 5 when tiled) around
+layers coded for it, and ``convert`` rewrites a file's header between the versions whose
+layers are coded alike (up to 9, or 10). A prefix of the file that
 ends on a layer boundary is a valid file with fewer layers: the header stays as written and the
 parser counts complete layers.
 """
@@ -75,11 +82,12 @@ from .coding.ladder import SHARE_UNIT, standard_ladder
 from .errors import ContainerError
 
 MAGIC = b"\x89PGC"
-FORMAT_VERSION = 9             # the newest version this build writes
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+FORMAT_VERSION = 10            # the newest version this build writes
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 COMPACT_HEADER = 7             # from version 7 the header's sizes and lengths are varints
 STANDARD_LADDER = 8            # from version 8 a standard ladder is written as its length
 INTEGER_PARAMS = 9             # from version 9 a layout bit marks the integer parameter path
+GROUPED_SYMBOLS = 10           # from version 10 the symbols are coded grouped by CDF table
 LAYER_TRAILER = 4              # version 6: each layer ends with its CRC32
 LAYOUT_PREVIEW = 1
 LAYOUT_BASE_CHUNK = 2
@@ -93,7 +101,7 @@ LAYOUT_BITS = {2: LAYOUT_PREVIEW | LAYOUT_BASE_CHUNK,
                3: LAYOUT_PREVIEW | LAYOUT_BASE_CHUNK | LAYOUT_FINE_LADDER | LAYOUT_REM}
 LAYOUT_BITS[4] = LAYOUT_BITS[5] = LAYOUT_BITS[6] = LAYOUT_BITS[7] = LAYOUT_BITS[3] | LAYOUT_TILED
 LAYOUT_BITS[8] = LAYOUT_BITS[7] | LAYOUT_STANDARD_LADDER
-LAYOUT_BITS[9] = LAYOUT_BITS[8] | LAYOUT_INTEGER_PARAMS
+LAYOUT_BITS[9] = LAYOUT_BITS[10] = LAYOUT_BITS[8] | LAYOUT_INTEGER_PARAMS
 MAX_NAME = 32
 MAX_LAYERS = 64
 MAX_CHECKSUMS = 8
@@ -125,6 +133,11 @@ class Header:
     @property
     def num_layers(self) -> int:
         return len(self.layer_lengths)
+
+    @property
+    def grouped_symbols(self) -> bool:
+        """Whether the layers' symbols are coded grouped by CDF table (version 10)."""
+        return self.version >= GROUPED_SYMBOLS
 
 
 @dataclass
@@ -214,14 +227,15 @@ def build(model: str, weights_digest: bytes, width: int, height: int,
           fine_ladder: bool = False, rem: bool = False, tile: tuple[int, int] | None = None,
           version: int | None = None, integer_params: bool = False) -> bytes:
     """Serialise a header and its layers into one ``.pgc`` file of ``version`` (default
-    FORMAT_VERSION; 8; 7; 6; or the earlier layout that expresses the file: 2, 3 for a fine ladder
-    or REMs, 5 for tiles of ``tile`` = (height, width) pixels). A file whose parameters came from
-    the integer path (``integer_params``) is version 9 only."""
+    FORMAT_VERSION; 9; 8; 7; 6; or the earlier layout that expresses the file: 2, 3 for a fine
+    ladder or REMs, 5 for tiles of ``tile`` = (height, width) pixels), its ``layers`` coded as that
+    version codes them. A file whose parameters came from the integer path (``integer_params``)
+    is version 9 or later."""
     legacy = 5 if tile else 3 if fine_ladder or rem else 2
     version = FORMAT_VERSION if version is None else version
-    if version not in (legacy, 6, COMPACT_HEADER, STANDARD_LADDER, FORMAT_VERSION):
+    if version not in (legacy, 6, COMPACT_HEADER, STANDARD_LADDER, INTEGER_PARAMS, FORMAT_VERSION):
         raise ContainerError(f"this file is written as format version {legacy}, 6, {COMPACT_HEADER}, "
-                             f"{STANDARD_LADDER} or {FORMAT_VERSION}, not {version}")
+                             f"{STANDARD_LADDER}, {INTEGER_PARAMS} or {FORMAT_VERSION}, not {version}")
     if integer_params and version < INTEGER_PARAMS:
         raise ContainerError(f"a file coded on the integer parameter path is format version {INTEGER_PARAMS}; "
                              f"version {version} cannot say so (a version-{version} reader would decode it "
@@ -260,10 +274,15 @@ def build(model: str, weights_digest: bytes, width: int, height: int,
 
 def convert(data: bytes, version: int) -> bytes:
     """The complete layers of a file rewritten in another format version's layout (the
-    current one, or the earlier one that expresses the file): the same layers, checksums
-    and ladder, for a reader that predates a version."""
+    current one, or an earlier one that expresses the file): the same layers, checksums
+    and ladder, for a reader that predates a version. The layers' bytes stay as they are, so
+    only versions that code layers alike convert (up to 9 among themselves; 10)."""
     pgc = parse(data)
     h = pgc.header
+    if (h.version >= GROUPED_SYMBOLS) != (version >= GROUPED_SYMBOLS):
+        way = "grouped by table" if h.grouped_symbols else "one by one"
+        raise ContainerError(f"format {h.version} codes its layers' symbols {way}, format {version} the other "
+                             f"way: re-encode the image to write it as format {version}")
     return build(h.model, h.weights_digest, h.width, h.height, pgc.layers, h.checksums, preview=h.preview,
                  ladder=h.ladder, base_chunk=h.base_chunk, fine_ladder=h.fine_ladder, rem=h.rem, tile=h.tile,
                  version=version, integer_params=h.integer_params)

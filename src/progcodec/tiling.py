@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .container import (FORMAT_VERSION, pack_uvarints, pack_varint_strings, unpack_strings, unpack_uvarints,
-                        unpack_varint_strings)
+from .container import (FORMAT_VERSION, GROUPED_SYMBOLS, pack_uvarints, pack_varint_strings, unpack_strings,
+                        unpack_uvarints, unpack_varint_strings)
 from .errors import ContainerError
 
 DEFAULT_TILE = 1024      # pixels; an image whose padded sides both fit is coded whole, as before tiling
@@ -240,6 +240,7 @@ class TiledDecoder:
                  progress=None, version: int = FORMAT_VERSION, **layout):
         self.net, self.grid, self.height, self.width = net, grid, height, width
         self.compact = version >= 5     # side information in the file's version (see _unpack_tiles)
+        self.grouped = version >= GROUPED_SYMBOLS    # how the tiles' symbols are coded
         self.layout, self.keep_state, self.progress = layout, keep_state, progress
         self.strings: list[list[bytes]] = [[] for _ in range(len(grid))]
         self.checksums: list[list[int]] = []
@@ -258,7 +259,8 @@ class TiledDecoder:
         stride = self.net.latent_stride
         context = {**tile_context(self.net, self.z_hat, tile), "ends": self.ends[i] or None}
         checksums = self.checksums[i] + [None] * (self.checksum_count - len(self.checksums[i]))
-        return self.net.decoder((tile[2] // stride, tile[3] // stride), checksums, context=context, **self.layout)
+        return self.net.decoder((tile[2] // stride, tile[3] // stride), checksums, context=context,
+                                grouped=self.grouped, **self.layout)
 
     def _decode_z(self, first_strings: list[bytes]) -> None:
         import torch

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..errors import DeterminismError
 from ..precision import coding_autocast
+from .grouped_rans import GroupedTables
 
 # Entropy parameters are snapped to multiples of 2**-PARAM_GRID_BITS: far finer
 # than any coding effect, far coarser than float64 round-off between machines.
@@ -68,7 +69,9 @@ class Float32Path:
 
 
 class GaussianSymbolCoder:
-    """Codes chosen elements of a latent with a ``GaussianConditional``'s tables."""
+    """Codes chosen elements of a latent with a ``GaussianConditional``'s tables: grouped by
+    table (grouped_rans.py, format version 10), or, reading files of earlier versions
+    (``grouped=False``), one by one through CompressAI's rANS coder."""
 
     def __init__(self, gaussian: GaussianConditional):
         self.gaussian = gaussian
@@ -77,6 +80,7 @@ class GaussianSymbolCoder:
         self.offsets = gaussian.offset.reshape(-1).int().tolist()
         self.scale_boundaries = gaussian.scale_table[:-1].double()
         self._geometric = _geometric_lookup(self.scale_boundaries)
+        self.grouped = GroupedTables(self.cdfs, self.cdf_lengths, self.offsets)
 
     def indexes(self, scales: torch.Tensor) -> torch.Tensor:
         """CompressAI's ``build_indexes``: the number of scale-table entries (but the last)
@@ -99,9 +103,18 @@ class GaussianSymbolCoder:
         index += (s > padded[index + 1]).to(torch.int64)
         return index.to(torch.int32)
 
-    def encode(self, symbols: torch.Tensor, indexes: torch.Tensor) -> bytes:
+    def encode(self, symbols: torch.Tensor, indexes: torch.Tensor, grouped: bool = True) -> bytes:
         """rANS-code integer ``symbols`` (any shape) with matching ``indexes``."""
-        return self.encode_lists(symbols.reshape(-1).int().tolist(), indexes.reshape(-1).cpu().numpy())
+        return self.encode_arrays(symbols.reshape(-1).cpu().numpy(), indexes.reshape(-1).cpu().numpy(),
+                                  grouped=grouped)
+
+    def encode_arrays(self, symbols, indexes, pieces=(), grouped: bool = True) -> bytes:
+        """Integer ``symbols`` coded with the tables ``indexes`` name (arrays or sequences), grouped
+        by table within each piece (``pieces``: where each piece after the first starts, as a
+        decoder reads them); ``grouped=False``: one by one, the way versions up to 9 wrote them."""
+        if grouped:
+            return self.grouped.encode(symbols, indexes, pieces)
+        return self.encode_lists(np.asarray(symbols).reshape(-1).astype(np.int64).tolist(), indexes)
 
     def _tables(self, indexes) -> tuple[list[int], list, list[int], list[int]]:
         """``indexes`` renumbered over the tables they use, and just those tables.
@@ -119,8 +132,8 @@ class GaussianSymbolCoder:
                 [self.offsets[i] for i in used])
 
     def encode_lists(self, symbols: list[int], indexes) -> bytes:
-        """``symbols`` a list of ints; ``indexes`` a sequence or an integer array (an array spares
-        :meth:`_tables` reading a list back)."""
+        """Versions up to 9: ``symbols`` a list of ints; ``indexes`` a sequence or an integer array
+        (an array spares :meth:`_tables` reading a list back)."""
         if not symbols:
             return b""
         if len(symbols) == 1:
@@ -131,18 +144,31 @@ class GaussianSymbolCoder:
         renumbered, cdfs, lengths, offsets = self._tables(indexes)
         return RansEncoder().encode_with_indexes(list(symbols), renumbered, cdfs, lengths, offsets)
 
-    def stream(self, string: bytes, num_symbols: int) -> "SymbolStream":
-        """A reader of ``string`` (which holds ``num_symbols``) in pieces."""
-        return SymbolStream(self, string, num_symbols)
+    def stream(self, string: bytes, num_symbols: int, grouped: bool = True):
+        """A reader of ``string`` (which holds ``num_symbols``) in pieces: ``read(indexes)``
+        returns the next piece's symbols as float64, shaped like ``indexes``."""
+        return GroupedSymbolStream(self, string) if grouped else SymbolStream(self, string, num_symbols)
 
-    def decode(self, string: bytes, indexes: torch.Tensor) -> torch.Tensor:
+    def decode(self, string: bytes, indexes: torch.Tensor, grouped: bool = True) -> torch.Tensor:
         """Inverse of :meth:`encode`: symbols shaped like ``indexes``."""
-        return self.stream(string, indexes.numel()).read(indexes)
+        return self.stream(string, indexes.numel(), grouped).read(indexes)
+
+
+class GroupedSymbolStream:
+    """:class:`SymbolStream`'s counterpart for version 10's grouped strings."""
+
+    def __init__(self, coder: "GaussianSymbolCoder", string: bytes):
+        self.stream = coder.grouped.stream(string)
+
+    def read(self, indexes: torch.Tensor) -> torch.Tensor:
+        symbols = self.stream.read(indexes.reshape(-1).cpu().numpy())
+        return torch.from_numpy(symbols).to(torch.float64).reshape(indexes.shape)
 
 
 class SymbolStream:
-    """One rANS string read in pieces (``read`` as often as needed, in order): what a chunk
-    needs when a REM refines the parameters of its later elements halfway through."""
+    """Versions up to 9: one CompressAI rANS string read in pieces (``read`` as often as needed,
+    in order): what a chunk needs when a REM refines the parameters of its later elements
+    halfway through."""
 
     def __init__(self, coder: "GaussianSymbolCoder", string: bytes, num_symbols: int):
         self.coder = coder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from compressai.entropy_models import GaussianConditional
 from torch import nn
@@ -182,42 +183,47 @@ class RankedResidualLatentCodec(nn.Module):
             state["received"] = stop
             if j is not None:
                 rem_checks[j] = tensor_checksum(self._refine(state, j))
-        return {"symbols": symbols[order].int().tolist(), "indexes_ranked": state["indexes"][order].numpy(),
-                "indexes": state["indexes_map"], "n": state["n"], "rem_checks": rem_checks}
+        return {"symbols": symbols[order].numpy().astype(np.int64), "indexes_ranked": state["indexes"][order].numpy(),
+                "indexes": state["indexes_map"], "n": state["n"], "rem_checks": rem_checks,
+                "rem_at": [p for p in state["rem_at"] if p is not None]}
 
     def encode_range(self, ranked: dict, start: int, end: int) -> bytes:
-        """The chunk of ranked elements [start, end) as one rANS string."""
-        return self._coder.encode_lists(ranked["symbols"][start:end], ranked["indexes_ranked"][start:end])
+        """The chunk of ranked elements [start, end) as one rANS string, in pieces split where a
+        REM refines the parameters of the rest (a decoder reads it piece by piece)."""
+        pieces = sorted(p - start for p in ranked["rem_at"] if start < p < end)
+        return self._coder.encode_arrays(ranked["symbols"][start:end], ranked["indexes_ranked"][start:end], pieces)
 
-    def decompress(self, strings, y_hat_base, hyper_features, checksum=None, schedule=None):
+    def decompress(self, strings, y_hat_base, hyper_features, checksum=None, schedule=None, grouped: bool = True):
         """``r_hat`` from the first ``len(strings)`` chunks, mean-filled elsewhere.
 
         ``checksum`` is the encoder's CRC of the residual index map; on a
         mismatch no residual bit is read.
         """
-        state = self.start_decoding(y_hat_base, hyper_features, checksum, schedule)
+        state = self.start_decoding(y_hat_base, hyper_features, checksum, schedule, grouped=grouped)
         for string in strings:
             self.decode_chunk(state, string)
         return {"r_hat": state["r_hat"].reshape(state["shape"]), "indexes": state["indexes_map"]}
 
     def start_decoding(self, y_hat_base, hyper_features, checksum=None, schedule=None, rem_checks=None,
-                       window=None, ends=None) -> dict:
+                       window=None, ends=None, grouped: bool = True) -> dict:
         """Decoder state before any chunk: the residual at its predicted mean. ``rem_checks``
         (a file written with REMs) are the checksums of the refined index maps. ``ends``
-        (a tile's) are the chunks' ends in the ranked order, instead of the schedule's."""
+        (a tile's) are the chunks' ends in the ranked order, instead of the schedule's.
+        ``grouped``: the chunks' symbols are grouped by table (format 10), else one by one."""
         state = self._start(y_hat_base, hyper_features, rem_checks is not None, window)
         verify_checksum(state["indexes_map"], checksum, "residual scale indexes")
         state["bounds"] = (chunk_bounds(state["n"], schedule or self.schedule) if ends is None
                            else bounds_of(ends))
         state["chunk"] = 0
         state["rem_checks"] = rem_checks or []
+        state["grouped"] = grouped
         return state
 
     def decode_chunk(self, state: dict, string: bytes) -> None:
         """Entropy-decode the next chunk into ``state["r_hat"]``; a REM point inside it (or at
         its end) refines the rest, and the rANS string is read on from there."""
         start, end = state["bounds"][state["chunk"]]
-        stream = self._coder.stream(string, end - start)
+        stream = self._coder.stream(string, end - start, state["grouped"])
         order = state["order"]
         while state["received"] < end:
             stops = [p for p in state["rem_at"] if p is not None and state["received"] < p < end]

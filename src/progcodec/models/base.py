@@ -44,11 +44,13 @@ class ProgressiveModel(CompressionModel):
     @torch.no_grad()
     def decompress(self, layers: list[bytes], latent_size: tuple[int, int], checksums=None,
                    ladder=(), preview: bool = False, base_chunk: bool = False,
-                   fine_ladder: bool = False, rem: bool = False) -> torch.Tensor:
+                   fine_ladder: bool = False, rem: bool = False, grouped: bool = True) -> torch.Tensor:
         """Reconstruct from any prefix of the layers ``compress`` wrote: the model's
         ``decoder`` state, fed every layer, then one synthesis. ``checksums`` (from
-        the file) are verified before each stage reads bits."""
-        decoder = self.decoder(latent_size, checksums, ladder, preview, base_chunk, fine_ladder, rem)
+        the file) are verified before each stage reads bits. ``grouped``: symbols grouped by
+        table (format 10), else one by one (earlier formats)."""
+        decoder = self.decoder(latent_size, checksums, ladder, preview, base_chunk, fine_ladder, rem,
+                               grouped=grouped)
         for layer in layers:
             decoder.add(layer)
         return decoder.reconstruct()
@@ -61,7 +63,7 @@ class ProgressiveModel(CompressionModel):
         return self.num_checksums
 
     def decoder(self, latent_size, checksums=None, ladder=(), preview=False, base_chunk=False, fine_ladder=False,
-                rem=False):
+                rem=False, context=None, grouped=True):
         """An object with ``add(layer_bytes)`` and ``reconstruct() -> image tensor``."""
         raise NotImplementedError
 

@@ -27,6 +27,7 @@ residual. Elements not received stay zero, the mean of every y element here.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import nn
@@ -269,23 +270,25 @@ class ProgDTD(ProgressiveModel):
         z_string, z_hat, z_check = coded_z or self.code_hyper_latent(self.hyper_analysis(y))
         indexes = self._indexes(z_hat, hyper)
         order = self._element_order(indexes, fine_ladder)
-        symbols = torch.round(y.double().cpu()).reshape(-1)[order].int().tolist()
+        symbols = torch.round(y.double().cpu()).reshape(-1)[order].numpy().astype(np.int64)
         ranked_indexes = indexes.reshape(-1)[order].cpu().numpy()
 
         def encode_range(start: int, end: int) -> bytes:
-            return self._coder.encode_lists(symbols[start:end], ranked_indexes[start:end])
+            return self._coder.encode_arrays(symbols[start:end], ranked_indexes[start:end])
 
         return {"z": z_string, "encode_range": encode_range, "per_channel": indexes[0, 0].numel(),
                 "checksums": [z_check, tensor_checksum(indexes)]}
 
     def decoder(self, latent_size, checksums=None, ladder=(), preview: bool = False,
                 base_chunk: bool = False, fine_ladder: bool = False, rem: bool = False,
-                context=None) -> "ProgDTDDecoder":
-        """``context``: a tile's, see :meth:`compress_latents` (tiling.py)."""
+                context=None, grouped: bool = True) -> "ProgDTDDecoder":
+        """``context``: a tile's, see :meth:`compress_latents` (tiling.py). ``grouped``: symbols
+        grouped by table (format 10), else one by one (earlier formats)."""
         self.layer_count(ladder, preview, base_chunk, fine_ladder)   # rejects layouts progdtd never writes
         if rem:
             raise ValueError("progdtd has no Rate Enhancement Modules")
-        return ProgDTDDecoder(self, latent_size, checksums, ladder, fine_ladder, context and context["hyper"])
+        return ProgDTDDecoder(self, latent_size, checksums, ladder, fine_ladder, context and context["hyper"],
+                              grouped)
 
 
 def _fine_end(value: int, per_channel: int) -> int:
@@ -307,8 +310,9 @@ class ProgDTDDecoder:
     ``reconstruct`` runs only the synthesis (unsent channels stay zero, as in training)."""
 
     def __init__(self, model: ProgDTD, latent_size, checksums=None, ladder=(), fine_ladder: bool = False,
-                 hyper=None):
+                 hyper=None, grouped=True):
         self.model, self.latent_size, self.fine_ladder = model, latent_size, fine_ladder
+        self.grouped = grouped
         self.given_hyper = hyper      # a tile's: z was decoded and checked by the caller
         self.z_check, self.y_check = checksums if checksums else (None, None)
         self.bounds = model._element_bounds(latent_size[0] * latent_size[1], ladder, fine_ladder)
@@ -328,7 +332,7 @@ class ProgDTDDecoder:
             self.order = m._element_order(self.indexes, self.fine_ladder)
         a, b = self.bounds[self.layers]
         positions = self.order[a:b]
-        self.y_hat.view(-1)[positions] = m._coder.decode(layer, self.indexes.reshape(-1)[positions])
+        self.y_hat.view(-1)[positions] = m._coder.decode(layer, self.indexes.reshape(-1)[positions], self.grouped)
         self.layers += 1
 
     def latent(self) -> torch.Tensor:

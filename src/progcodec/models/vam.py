@@ -387,23 +387,25 @@ class VarianceAwareMasking(ProgressiveModel):
         return layer if preview else unpack_strings(layer, 3 if base_chunk else 2)[0]
 
     def _decode_z_and_base(self, z_string, base_string, latent_size, z_check=None, base_check=None, hyper=None,
-                           z_hat=None):
+                           z_hat=None, grouped: bool = True):
         """With ``hyper`` given (a tile), z was decoded and checked by the caller; with ``z_hat``
-        given (after a preview layer), it was decoded and checked already."""
+        given (after a preview layer), it was decoded and checked already. ``grouped``: the base's
+        symbols are grouped by table (format 10), else one by one."""
         if hyper is None and z_hat is None:
             z_hat = self.decode_hyper_latent(z_string, latent_size, z_check)
         hyper, means_b, indexes_b = self._base_parameters(z_hat, hyper)
         verify_checksum(indexes_b, base_check, "base scale indexes")
-        return hyper, self._base_coder.decode(base_string, indexes_b) + means_b
+        return hyper, self._base_coder.decode(base_string, indexes_b, grouped) + means_b
 
     def decoder(self, latent_size, checksums=None, ladder=(), preview: bool = False,
                 base_chunk: bool = False, fine_ladder: bool = False, rem: bool = False,
-                context=None) -> "VamDecoder":
-        """``context``: a tile's, see :meth:`compress_latents` (tiling.py)."""
+                context=None, grouped: bool = True) -> "VamDecoder":
+        """``context``: a tile's, see :meth:`compress_latents` (tiling.py). ``grouped``: symbols
+        grouped by table (format 10), else one by one (earlier formats)."""
         self.layer_count(ladder, preview, base_chunk, fine_ladder)   # rejects layouts vam never writes
         if rem and not self.has_rem:
             raise ValueError("the file was written with REMs, and these weights have none")
-        return VamDecoder(self, latent_size, checksums, ladder, preview, base_chunk, rem, context)
+        return VamDecoder(self, latent_size, checksums, ladder, preview, base_chunk, rem, context, grouped)
 
 
 class VamDecoder:
@@ -415,8 +417,9 @@ class VamDecoder:
     """
 
     def __init__(self, model: VarianceAwareMasking, latent_size, checksums=None, ladder=(), preview=False,
-                 base_chunk=False, rem=False, context=None):
+                 base_chunk=False, rem=False, context=None, grouped=True):
         self.model, self.latent_size, self.preview, self.base_chunk = model, latent_size, preview, base_chunk
+        self.grouped = grouped
         self.given_hyper = context and context["hyper"]       # a tile's: z is decoded by the caller
         self.window = context and context["window"]
         self.ends = context and context.get("ends")
@@ -444,7 +447,7 @@ class VamDecoder:
             # after a preview layer, z is decoded already
             self.hyper, self.y_hat_base = m._decode_z_and_base(z_string, strings[0], self.latent_size,
                                                                self.z_check, self.base_check,
-                                                               self.given_hyper, self.z_hat)
+                                                               self.given_hyper, self.z_hat, self.grouped)
             if self.base_chunk:
                 self._start_residual()
                 m.residual.decode_chunk(self.residual, strings[1])
@@ -459,7 +462,7 @@ class VamDecoder:
         if self.residual is None:
             self.residual = self.model.residual.start_decoding(
                 self.y_hat_base, self.hyper, self.residual_check, self.schedule, self.rem_checks, self.window,
-                self.ends)
+                self.ends, self.grouped)
 
     @torch.no_grad()
     def latent(self) -> torch.Tensor:
