@@ -100,20 +100,25 @@ class GroupedTables:
         values of the escaped ones in the same (grouped) order."""
         order, tables, counts = self._groups(indexes)
         if order is not None:
-            symbols, indexes = symbols[order], indexes[order]
-        values = symbols - self.offsets[indexes]
-        top = self.escape[indexes]
-        below, above = values < 0, values >= top
-        raw = np.where(below, -2 * values - 1, 2 * (values - top))[below | above]
+            symbols = symbols[order]
+        groups, raws, start = [], [], 0
+        for table, count in zip(tables, counts):   # a table's offset and escape are one number each
+            values = symbols[start:start + count] - int(self.offsets[table])
+            top = int(self.escape[table])
+            outside = (values < 0) | (values >= top)
+            if outside.any():
+                odd = values[outside]
+                raws.append(np.where(odd < 0, -2 * odd - 1, 2 * (odd - top)))
+                values = np.where(outside, top, values)
+            groups.append((table, values.astype(np.int32)))
+            start += count
+        raw = np.concatenate(raws) if raws else np.zeros(0, dtype=np.int64)
         if raw.size and int(raw.max()) >= 1 << _RAW_LIMIT:
             raise ValueError("a symbol too far outside its table to code")
-        coded = np.where(below | above, top, values).astype(np.int32)
         for value in reversed(raw.tolist()):
             self._encode_raw(coder, value)
-        end = len(coded)
-        for table, count in zip(reversed(tables), reversed(counts)):
-            coder.encode_reverse(coded[end - count:end], self.models[table])
-            end -= count
+        for table, values in reversed(groups):
+            coder.encode_reverse(values, self.models[table])
 
     def _encode_raw(self, coder, value: int) -> None:
         """Pushed in reverse of :meth:`_decode_raw`'s reads."""
