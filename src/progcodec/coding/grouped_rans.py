@@ -4,23 +4,24 @@ Every symbol is coded with the CDF table its scale index names (CompressAI's
 ``GaussianConditional`` tables, 16-bit). Up to version 9 the symbols went through
 CompressAI's ``RansEncoder``/``RansDecoder`` one by one, in sending order, which
 takes and returns Python lists: converting 590k symbols and their indexes to and
-from lists cost more than the rANS itself (a decode of a 768x512 image: 23 of its
-30 ms). Both sides know every scale index before a symbol is read, so the order
+from lists took most of the ~30 ms that rANS cost a decode of a 768x512 image.
+Both sides know every scale index before a symbol is read, so the order
 inside a piece is free to choose: here the symbols of one table are coded together,
 table by table, as numpy arrays through constriction's stack rANS coder
 (Bamler, "Understanding entropy coding with asymmetric numeral systems", 2022)::
 
     piece = symbols with their table indexes (a chunk, or its part before a REM point)
-      │ stable sort by table index (decoder: same indexes, same order)
+      │ stable sort by table index, widest table first (decoder: same indexes, same order;
+      │ a ranked residual chunk is in this order already, so nothing moves)
       ▼
-    table 0's symbols │ table 1's │ ... │ escapes' raw values (sign-folded, Elias-gamma-like)
+    table k's symbols │ table k-1's │ ... │ escapes' raw values (sign-folded, Elias-gamma-like)
       └─ one Categorical model per table, the table's own 16-bit probabilities ─┘
 
 A symbol outside its table's range is coded as the table's escape symbol (its last)
 and its value after the piece's tables, as CompressAI does with its bypass bits. The
 tables' probabilities are multiples of 2^-16 and constriction quantises to 2^-24, so
-each probability is represented exactly: the same tables code the same bits as
-before, give or take the final state (about 4 bytes a string).
+each probability is represented exactly: a string costs what CompressAI's did, give
+or take the final state (a few bytes a string).
 """
 
 from __future__ import annotations
