@@ -137,7 +137,12 @@ class Header:
     @property
     def grouped_symbols(self) -> bool:
         """Whether the layers' symbols are coded grouped by CDF table (version 10)."""
-        return self.version >= GROUPED_SYMBOLS
+        return grouped_symbols(self.version)
+
+
+def grouped_symbols(version: int) -> bool:
+    """Whether files of format ``version`` code their layers' symbols grouped by CDF table."""
+    return version >= GROUPED_SYMBOLS
 
 
 @dataclass
@@ -279,7 +284,7 @@ def convert(data: bytes, version: int) -> bytes:
     only versions that code layers alike convert (up to 9 among themselves; 10)."""
     pgc = parse(data)
     h = pgc.header
-    if (h.version >= GROUPED_SYMBOLS) != (version >= GROUPED_SYMBOLS):
+    if h.grouped_symbols != grouped_symbols(version):
         way = "grouped by table" if h.grouped_symbols else "one by one"
         raise ContainerError(f"format {h.version} codes its layers' symbols {way}, format {version} the other "
                              f"way: re-encode the image to write it as format {version}")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .container import (FORMAT_VERSION, GROUPED_SYMBOLS, pack_uvarints, pack_varint_strings, unpack_strings,
+from .container import (FORMAT_VERSION, grouped_symbols, pack_uvarints, pack_varint_strings, unpack_strings,
                         unpack_uvarints, unpack_varint_strings)
 from .errors import ContainerError
 
@@ -240,7 +240,7 @@ class TiledDecoder:
                  progress=None, version: int = FORMAT_VERSION, **layout):
         self.net, self.grid, self.height, self.width = net, grid, height, width
         self.compact = version >= 5     # side information in the file's version (see _unpack_tiles)
-        self.grouped = version >= GROUPED_SYMBOLS    # how the tiles' symbols are coded
+        self.grouped = grouped_symbols(version)      # how the tiles' symbols are coded
         self.layout, self.keep_state, self.progress = layout, keep_state, progress
         self.strings: list[list[bytes]] = [[] for _ in range(len(grid))]
         self.checksums: list[list[int]] = []

@@ -103,10 +103,9 @@ class GaussianSymbolCoder:
         index += (s > padded[index + 1]).to(torch.int64)
         return index.to(torch.int32)
 
-    def encode(self, symbols: torch.Tensor, indexes: torch.Tensor, grouped: bool = True) -> bytes:
+    def encode(self, symbols: torch.Tensor, indexes: torch.Tensor) -> bytes:
         """rANS-code integer ``symbols`` (any shape) with matching ``indexes``."""
-        return self.encode_arrays(symbols.reshape(-1).cpu().numpy(), indexes.reshape(-1).cpu().numpy(),
-                                  grouped=grouped)
+        return self.encode_arrays(symbols.reshape(-1).cpu().numpy(), indexes.reshape(-1).cpu().numpy())
 
     def encode_arrays(self, symbols, indexes, pieces=(), grouped: bool = True) -> bytes:
         """Integer ``symbols`` coded with the tables ``indexes`` name (arrays or sequences), grouped

@@ -38,12 +38,6 @@ _RAW_LIMIT = 30
 _PIECE_BITS = 16
 
 
-def _models():
-    import constriction
-
-    return constriction.stream.model, constriction.stream.stack.AnsCoder
-
-
 class GroupedTables:
     """The Categorical model of each CDF table, and coding of symbol arrays with them.
 
@@ -54,7 +48,10 @@ class GroupedTables:
     PRECISION = 16
 
     def __init__(self, cdfs: list[list[int]], lengths: list[int], offsets: list[int]):
-        model, _ = _models()
+        import constriction     # imported with the first model that codes, not with the package
+
+        model = constriction.stream.model
+        self.coder_class = constriction.stream.stack.AnsCoder
         total = float(1 << self.PRECISION)
         self.models = [model.Categorical(np.diff(np.asarray(cdf[:n], dtype=np.float64)) / total, perfect=False)
                        for cdf, n in zip(cdfs, lengths)]
@@ -88,8 +85,7 @@ class GroupedTables:
             return b""
         if indexes.min() < 0 or indexes.max() >= len(self.models):
             raise ValueError("a scale index names no table")
-        _, coder_class = _models()
-        coder = coder_class()
+        coder = self.coder_class()
         edges = [0, *pieces, len(symbols)]
         # a stack: the last thing the decoder reads goes in first
         for start, end in reversed(list(zip(edges, edges[1:]))):
@@ -145,10 +141,9 @@ class GroupedStream:
     def __init__(self, tables: GroupedTables, string: bytes):
         if len(string) % 4:
             raise ContainerError("corrupt layer (a symbol string is not whole 32-bit words)")
-        _, coder_class = _models()
         self.tables = tables
         try:
-            self.coder = coder_class(np.frombuffer(string, dtype="<u4").astype(np.uint32))
+            self.coder = tables.coder_class(np.frombuffer(string, dtype="<u4").astype(np.uint32))
         except ValueError as e:     # constriction checks the stack's end: a string no encoder wrote
             raise ContainerError(f"corrupt layer ({e})") from None
 
