@@ -59,6 +59,21 @@ def test_bf16_runs_the_transforms_in_bf16_and_only_inside_the_call(astronaut, mo
         dtypes.close()
 
 
+def test_vam_hyper_analysis_follows_the_encoders_precision(astronaut):
+    """z is sent, so the encoder may make it in bf16 like y; the decoder never runs h_a."""
+    net = api.get_model("vam")
+    seen = []
+    handle = net.h_a[0].register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    try:
+        data = progcodec.encode(astronaut, model=net, precision="bf16")
+        progcodec.decode(data, model=net, precision="bf16")
+        assert seen == [torch.bfloat16]
+        progcodec.encode(astronaut, model=net)
+        assert seen == [torch.bfloat16, torch.float32]
+    finally:
+        handle.remove()
+
+
 @pytest.mark.parametrize("model", MODEL_NAMES)
 def test_every_prefix_decodes_at_either_precision_whatever_wrote_it(astronaut, model):
     """The header's checksums come from the encoder's float64 path: a bf16 decoder that let

@@ -63,3 +63,52 @@ def test_weights_files_keep_their_names():
 def test_even_kernels_are_refused():
     with pytest.raises(ValueError, match="odd"):
         SubpixelDeconv(4, 3, kernel=4)
+
+
+def _gdn(inverse: bool):
+    from progcodec.models.transforms import GDN
+
+    torch.manual_seed(3 + inverse)
+    layer = GDN(8, inverse=inverse)
+    with torch.no_grad():   # away from the initial identity-like parameters
+        layer.gamma.add_(0.05 * torch.rand_like(layer.gamma))
+        layer.beta.add_(0.5 * torch.rand_like(layer.beta))
+    return layer
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_gdn_codes_in_bf16_under_bf16_autocast_close_to_float32(inverse):
+    """Coding under bf16 autocast runs the whole normalisation in bf16: within bf16's relative
+    precision of the float32 result (all its terms are positive), and float32 otherwise."""
+    layer = _gdn(inverse)
+    x = 3 * torch.randn(2, 8, 9, 11)
+    with torch.no_grad():
+        exact = layer(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast = layer(x)
+            layer.beta.mul_(2.0)            # new parameters are seen at once
+            changed = layer(x)
+        layer.beta.div_(2.0)
+    assert exact.dtype == torch.float32 and fast.dtype == changed.dtype == torch.bfloat16
+    torch.testing.assert_close(fast.float(), exact, rtol=2**-6, atol=1e-3)
+    assert not torch.allclose(changed.float(), fast.float(), rtol=2**-6)
+    torch.testing.assert_close(exact, _CompressAIGDN_forward(layer, x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_gdn_trains_in_float32_under_autocast(inverse):
+    layer = _gdn(inverse)
+    x = torch.randn(1, 8, 5, 6, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, _CompressAIGDN_forward(layer, x), rtol=1e-6, atol=1e-6)
+    out.sum().backward()
+    assert layer.gamma.grad is not None and x.grad is not None
+
+
+def _CompressAIGDN_forward(layer, x):
+    from compressai.layers import GDN as Reference
+
+    with torch.no_grad():
+        return Reference.forward(layer, x.float())

@@ -247,9 +247,12 @@ class VarianceAwareMasking(ProgressiveModel):
         self._base_coder = GaussianSymbolCoder(self.gaussian_conditional)
         self.residual.prepare_inference()
 
+    @torch.no_grad()
     def hyper_analysis(self, latents: torch.Tensor) -> torch.Tensor:
-        """z from the output of :meth:`analysis`."""
-        return self.h_a(latents)
+        """z from the output of :meth:`analysis`. The encoder alone runs it and z is sent, so it
+        may run in bfloat16 like the analysis (``coding_precision``)."""
+        with coding_autocast(latents.device):
+            return self.h_a(latents).float()
 
     def hyper_parameters(self, z_hat: torch.Tensor) -> torch.Tensor:
         """The hyper-synthesis features at the latent's resolution (float64 on the exact path):
@@ -311,7 +314,7 @@ class VarianceAwareMasking(ProgressiveModel):
         """Everything up to the residual's ranking: z and the base coded, the residual ranked.
         A tile brings ``coded_z`` (z's string, ẑ, checksum) and its ``context`` (tiling.py)."""
         y_base, y_top = latents.chunk(2, 1)
-        z_string, z_hat, z_check = coded_z or self.code_hyper_latent(self.h_a(latents))
+        z_string, z_hat, z_check = coded_z or self.code_hyper_latent(self.hyper_analysis(latents))
         hyper, means_b, indexes_b = self._base_parameters(z_hat, context and context["hyper"])
         symbols_b = quantize_symbols(y_base, means_b)
         base_string = self._base_coder.encode(symbols_b, indexes_b)
