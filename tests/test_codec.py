@@ -352,6 +352,19 @@ def test_float32_mean_fill_matches_the_float64_path(net, astronaut):
     assert not torch.equal(fill, base_mean)  # the residual's mean is there
 
 
+@pytest.mark.parametrize("model", ["vam", "progdtd"])
+def test_the_encoders_z_hat_is_the_decoders(model):
+    """code_hyper_latent gives the z_hat the decoder will decode, without decoding the string:
+    the same symbols, dequantised the same way; out-of-range values included (rANS bypass)."""
+    net = api.get_model(model)
+    torch.manual_seed(5)
+    for scale in (0.5, 4.0, 300.0):
+        z = scale * torch.randn(1, net.entropy_bottleneck.channels, 3, 5)
+        string, z_hat, check = net.code_hyper_latent(z)
+        decoded = net.decode_hyper_latent(string, (12, 20), check)     # latent 4x z's size
+        assert torch.equal(z_hat, decoded) and z_hat.dtype == decoded.dtype
+
+
 def test_scale_indexes_are_compressais(net):
     """The binary search gives build_indexes' integers, at and beside every table entry too."""
     net.prepare_inference()
@@ -362,12 +375,12 @@ def test_scale_indexes_are_compressais(net):
     assert torch.equal(coder.indexes(scales), coder.gaussian.build_indexes(scales).int())
 
 
-def test_scale_indexes_from_logarithms_are_bucketizes(net):
-    """The log-spaced table's shortcut gives torch.bucketize's integers, the ones files were
+def test_scale_indexes_from_buckets_are_bucketizes(net):
+    """The bucket lookup gives torch.bucketize's integers, the ones files were
     written with: log-uniform scales, every boundary and its float neighbours, and the odd values."""
     net.prepare_inference()
     coder = net._base_coder
-    assert coder._geometric is not None
+    assert coder._buckets is not None
     bounds = coder.scale_boundaries
     odd = torch.tensor([0.0, -0.0, -1.0, float("nan"), float("inf"), -float("inf"), 5e-324, 1e-300, 1e300,
                         bounds[0] / 2, (bounds[0] / 2).nextafter(torch.tensor(0.0, dtype=torch.float64))],
@@ -379,17 +392,18 @@ def test_scale_indexes_from_logarithms_are_bucketizes(net):
                        torch.bucketize(scales.float().double(), bounds).int().reshape(1, -1, 1, 1))
 
 
-def test_a_table_that_is_not_log_spaced_is_searched():
+def test_a_table_without_buckets_is_searched():
     from compressai.entropy_models import GaussianConditional
 
     from progcodec.coding.gaussian import GaussianSymbolCoder
 
-    gaussian = GaussianConditional([0.11, 0.2, 0.3, 5.0, 9.0, 40.0])
-    gaussian.update()
-    coder = GaussianSymbolCoder(gaussian)
-    assert coder._geometric is None
     scales = torch.tensor([0.0, 0.15, 0.3, 4.0, 8.0, 20.0, 100.0, float("nan")], dtype=torch.float64)
-    assert coder.indexes(scales).tolist() == torch.bucketize(scales, coder.scale_boundaries).tolist()
+    for table, bucketed in (([0.11, 0.2, 0.3, 5.0, 9.0, 40.0], True), ([0.11, 0.2, 0.2 + 1e-9, 5.0, 9.0], False)):
+        gaussian = GaussianConditional(table)
+        gaussian.update()
+        coder = GaussianSymbolCoder(gaussian)
+        assert (coder._buckets is not None) == bucketed
+        assert coder.indexes(scales).tolist() == torch.bucketize(scales, coder.scale_boundaries).tolist()
 
 
 def test_table_renumbering_is_np_uniques(net):

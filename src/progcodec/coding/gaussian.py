@@ -10,6 +10,7 @@ float64 sum cannot matter either.
 from __future__ import annotations
 
 import copy
+import math
 import zlib
 
 import numpy as np
@@ -30,7 +31,7 @@ PARAM_GRID_BITS = 20
 def snap(t: torch.Tensor) -> torch.Tensor:
     """Round a float64 tensor onto the shared parameter grid."""
     scale = float(2**PARAM_GRID_BITS)
-    return torch.round(t.double() * scale) / scale
+    return (t.double() * scale).round_().div_(scale)     # one new tensor, not three
 
 
 class Float64Path:
@@ -79,29 +80,26 @@ class GaussianSymbolCoder:
         self.cdf_lengths = gaussian.cdf_length.reshape(-1).int().tolist()
         self.offsets = gaussian.offset.reshape(-1).int().tolist()
         self.scale_boundaries = gaussian.scale_table[:-1].double()
-        self._geometric = _geometric_lookup(self.scale_boundaries)
+        self._buckets = _bucket_lookup(self.scale_boundaries)
         self.grouped = GroupedTables(self.cdfs, self.cdf_lengths, self.offsets)
 
     def indexes(self, scales: torch.Tensor) -> torch.Tensor:
         """CompressAI's ``build_indexes``: the number of scale-table entries (but the last)
         below each scale. It counts them in one pass over the latent per entry; a binary
-        search finds the same integers in one pass (torch.bucketize: 3.3 ms for 295k scales).
+        search (torch.bucketize) finds the same integers in one pass.
 
-        A geometric table (CompressAI's, log-spaced) is faster still (2.0 ms): the logarithm
-        puts each scale within one entry of its index, and comparing it with the boundaries on
-        either side gives bucketize's integer exactly. Scales below half the first boundary
-        count no boundary either way, so they are raised to it: that keeps log finite, and NaN
-        (which counts every boundary, as in bucketize) stays NaN."""
-        if self._geometric is None:
+        Faster still (1.4 ms for 295k scales against bucketize's 4): the line cut into buckets
+        narrower than any gap between boundaries (:func:`_bucket_lookup`), so a scale's bucket,
+        found by one exact multiply by a power of two, holds at most one boundary: the count
+        below the bucket plus one comparison give bucketize's integer exactly. Scales below 0
+        fall in the first bucket, beyond the last boundary (inf too) in the last; NaN, which
+        counts every boundary in bucketize, is put in the last bucket, whose boundary is +inf."""
+        if self._buckets is None:
             return torch.bucketize(scales.double(), self.scale_boundaries).to(torch.int32)
-        log_first, inv_step, floor, padded = self._geometric
-        n = len(self.scale_boundaries)
-        s = scales.double().clamp_min(floor)
-        guess = torch.log(s).sub_(log_first).mul_(inv_step).floor_().add_(1)
-        index = guess.nan_to_num_(nan=n).clamp_(0, n).to(torch.int64)
-        index -= (s <= padded[index]).to(torch.int64)        # padded[i] is boundary i - 1
-        index += (s > padded[index + 1]).to(torch.int64)
-        return index.to(torch.int32)
+        per_unit, count, below, inside = self._buckets
+        s = scales.double()
+        bucket = (s * per_unit).nan_to_num_(nan=count - 1).clamp_(0, count - 1).to(torch.int32)
+        return below[bucket].add_(s > inside[bucket])
 
     def encode(self, symbols: torch.Tensor, indexes: torch.Tensor) -> bytes:
         """rANS-code integer ``symbols`` (any shape) with matching ``indexes``."""
@@ -184,20 +182,25 @@ class SymbolStream:
         return torch.from_numpy(symbols).to(torch.float64).reshape(indexes.shape)
 
 
-def _geometric_lookup(boundaries: torch.Tensor):
-    """(log of the first boundary, 1 / log step, half the first boundary, the boundaries between
-    -inf and +inf) where ``boundaries`` are log-spaced to within a quarter step, so a scale's
-    logarithm is within one index of its own; else None."""
-    n = len(boundaries)
-    if n < 2 or not bool((boundaries > 0).all()):
+def _bucket_lookup(boundaries: torch.Tensor, max_buckets: int = 1 << 17):
+    """(buckets per unit, bucket count, boundaries below each bucket's start (int32), the boundary
+    inside each bucket or +inf) for buckets of width 2^-k narrower than the first boundary and
+    every gap, so no bucket holds two; None where the table is not positive and rising, or
+    would need more than ``max_buckets`` buckets (CompressAI's: 28,975)."""
+    b = boundaries.double()
+    if len(b) == 0 or not float(b[0]) > 0 or not bool((b[1:] > b[:-1]).all()):
         return None
-    logs = torch.log(boundaries)
-    step = float(logs[-1] - logs[0]) / (n - 1)
-    spaced = logs[0] + step * torch.arange(n, dtype=torch.float64)
-    if not step > 0 or float((logs - spaced).abs().max()) >= step / 4:
+    narrowest = min([float(b[0]), *(b[1:] - b[:-1]).tolist()])
+    k = math.floor(-math.log2(narrowest)) + 1
+    width = 2.0 ** -k
+    count = math.floor(float(b[-1]) / width) + 2           # the last bucket lies past every boundary
+    if count > max_buckets:
         return None
-    infinity = torch.tensor([float("inf")], dtype=torch.float64)
-    return float(logs[0]), 1.0 / step, float(boundaries[0]) / 2, torch.cat([-infinity, boundaries, infinity])
+    starts = torch.arange(count, dtype=torch.float64) * width        # exact: integers times 2^-k
+    below = torch.bucketize(starts, b).to(torch.int32)
+    inside = torch.full((count,), math.inf, dtype=torch.float64)
+    inside[torch.floor(b / width).long()] = b
+    return 2.0**k, count, below, inside
 
 
 def ste_round(x: torch.Tensor, means: torch.Tensor | float = 0.0) -> torch.Tensor:

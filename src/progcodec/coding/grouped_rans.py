@@ -66,7 +66,11 @@ class GroupedTables:
         chunk's indexes never rise), and the tables used with their symbol counts, in that order."""
         counts = np.bincount(indexes, minlength=len(self.models))
         tables = np.flatnonzero(counts)[::-1].tolist()
-        if indexes.size < 2 or bool((indexes[1:] <= indexes[:-1]).all()):
+        # most strings that are not in order show it in their first elements: no full pass for them
+        head = indexes[:1024]
+        in_order = indexes.size < 2 or (not bool((head[1:] > head[:-1]).any())
+                                        and bool((indexes[1:] <= indexes[:-1]).all()))
+        if in_order:
             order = None
         elif len(self.models) <= 256:    # numpy's stable sort of one-byte keys is a radix sort
             order = np.argsort((len(self.models) - 1 - indexes).astype(np.uint8), kind="stable")

@@ -41,7 +41,7 @@ from .subpixel import subpixel_taps
 # [-32, 31]: 7-bit int8 parts, so no u8×s8 pair sum can saturate on CPUs without VNNI (vpmaddubsw).
 WEIGHT_LO_BITS = 6
 WEIGHT_MAX = 63 * 64 + 31
-# Activations are integers in [-2^14, 2^14), stored as 128·hi + lo with hi in [-128, 127], lo in [0, 127].
+# Activations are integers in [-2^14, 2^14) (int16), stored as 128·hi + lo with hi in [-128, 127], lo in [0, 127].
 ACT_LIMIT = 1 << 14
 ACT_LO_BITS = 7
 
@@ -101,12 +101,13 @@ class IntegerConv(nn.Module):
         self.register_buffer("bias", torch.zeros(out_ch, dtype=torch.float64))
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
-        """int32 steps of x (N, H, W, C): a multiply by a power of two is exact, and rounding
+        """int16 steps of x (N, H, W, C): a multiply by a power of two is exact, and rounding
         half to even is the same everywhere."""
         steps = torch.ldexp(torch.ones((), dtype=torch.float64), self.in_exp.double())
-        # out-of-range values (inf too) clamp; NaN, whose cast to int is the platform's choice, is 0
-        scaled = (x * steps).nan_to_num_(nan=0.0)
-        return scaled.round_().clamp_(-ACT_LIMIT, ACT_LIMIT - 1).to(torch.int32)
+        # out-of-range values (inf too) clamp, to integers, so before rounding as well as after;
+        # NaN, whose cast to int is the platform's choice, is 0
+        scaled = (x * steps).nan_to_num_(nan=0.0).clamp_(-ACT_LIMIT, ACT_LIMIT - 1)
+        return scaled.round_().to(torch.int16)
 
     def _weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The GEMMs' right-hand sides, made from the stored parts: (w_hi, [2·w_lo; w_hi] stacked
@@ -147,7 +148,8 @@ class IntegerConv(nn.Module):
         hi columns alone: (hi·w_hi, 2·hi·w_lo + lo·w_hi). The product of the two lo parts is left
         out: below 2^-13 of the whole, it would cost a third more arithmetic."""
         w_hi, w_mixed = operands or self._weights()[:2]
-        return int_matmul(x[:, :x.shape[1] // 2].contiguous(), w_hi), int_matmul(x, w_mixed)
+        # the hi columns as a view: the GEMM reads the rows at their stride, no copy
+        return int_matmul(x[:, :x.shape[1] // 2], w_hi), int_matmul(x, w_mixed)
 
     @staticmethod
     def _combine(high: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
@@ -155,11 +157,13 @@ class IntegerConv(nn.Module):
         2^13·hi·hi' + 2^7·hi·lo' + 2^6·lo·hi'."""
         return mixed.double().add_(high, alpha=1 << ACT_LO_BITS)
 
-    def _conv(self, hi: torch.Tensor, lo: torch.Tensor, subpixel=None) -> torch.Tensor:
-        """The conv's sums (see _combine) of int8 (N, H, W, C_in) parts: (N, H, W, C_out) float64.
-        ``subpixel`` (a transposed conv's, see :meth:`_subpixel`): its operands, kernel and padding.
+    def _conv(self, q: torch.Tensor, subpixel=None) -> torch.Tensor:
+        """The conv's sums (see _combine) of int16 (N, H, W, C_in) input steps: (N, H, W, C_out)
+        float64. ``subpixel`` (a transposed conv's, see :meth:`_subpixel`): its operands, kernel
+        and padding.
 
-        The padded input is one flat (rows, C_in) matrix; the tap at (i, j) reads it shifted by
+        The input is padded (once, before it is split into int8 parts), then each part is one
+        flat (rows, C_in) matrix; the tap at (i, j) reads it shifted by
         i·W_padded + j rows, so the GEMM's rows are those k·k shifted views side by side (one
         contiguous copy, tap by tap as the weights are stored), hi parts then lo parts. Rows that
         straddle the padding are computed and dropped."""
@@ -169,8 +173,8 @@ class IntegerConv(nn.Module):
             w_hi, w_mixed, k, (before, after) = subpixel
             operands = (w_hi, w_mixed)
         if before or after:
-            pads = (0, 0, before, after, before, after)
-            hi, lo = F.pad(hi, pads), F.pad(lo, pads)
+            q = F.pad(q, (0, 0, before, after, before, after))
+        hi, lo = split_int8(q, ACT_LO_BITS)
         n, hp, wp = hi.shape[:3]
         rows = n * hp * wp
         span = rows - (k - 1) * (wp + 1)
@@ -182,18 +186,18 @@ class IntegerConv(nn.Module):
         c = sums.shape[1]
         return sums.as_strided((n, hp - before - after, wp - before - after, c), (hp * wp * c, wp * c, c, 1))
 
-    def _transposed(self, hi: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
+    def _transposed(self, q: torch.Tensor) -> torch.Tensor:
         """The transposed conv's sums: its phases side by side on the channels (:meth:`_subpixel`),
         shuffled into place."""
-        n, height, width = hi.shape[:3]
+        n, height, width = q.shape[:3]
         s = self.stride
-        t = self._conv(hi, lo, self._subpixel()).reshape(n, height, width, s, s, self.out_ch)
+        t = self._conv(q, self._subpixel()).reshape(n, height, width, s, s, self.out_ch)
         return t.permute(0, 1, 3, 2, 4, 5).reshape(n, height * s, width * s, self.out_ch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, H, W, C_in) float64 -> (N, H', W', C_out) float64."""
-        hi, lo = split_int8(self.quantize_input(x), ACT_LO_BITS)
-        sums = self._transposed(hi, lo) if self.transposed else self._conv(hi, lo)
+        q = self.quantize_input(x)
+        sums = self._transposed(q) if self.transposed else self._conv(q)
         # sums · (2^6 · out_scale): one rounding (2^6 is exact), then the bias (no FMA)
         out = (sums * self._weights()[2]).add_(self.bias)
         if self.negative_slope == 0.0:

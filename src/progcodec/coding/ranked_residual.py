@@ -173,18 +173,21 @@ class RankedResidualLatentCodec(nn.Module):
         and the checksums of the REMs' index maps (0 for a REM with no room to run)."""
         state = self._start(y_hat_base, hyper_features, rem, window)
         order = state["order"]
-        residual = (y_top - y_hat_base).double().cpu().reshape(-1)[order]     # in ranked order
-        symbols = torch.empty(state["n"], dtype=torch.float64)                  # in ranked order
+        residual = (y_top - y_hat_base).double().cpu().reshape(-1)
         rem_checks = [0] * len(state["rem_at"])
         points = sorted((p, j) for j, p in enumerate(state["rem_at"]) if p is not None)
-        for stop, j in [*points, (state["n"], None)]:
-            start, segment = state["received"], order[state["received"]:stop]
-            means = state["means"][segment]
-            symbols[start:stop] = torch.round(residual[start:stop] - means)
-            state["received"] = stop
-            if j is not None:     # the REM refines the rest from what has been received
-                state["r_hat"][segment] = symbols[start:stop] + means
-                rem_checks[j] = tensor_checksum(self._refine(state, j))
+        if not points:    # one set of means for all: round, then rank (one gather, not two)
+            symbols = torch.round(residual - state["means"])[order]
+        else:
+            residual, symbols = residual[order], torch.empty(state["n"], dtype=torch.float64)   # ranked order
+            for stop, j in [*points, (state["n"], None)]:
+                start, segment = state["received"], order[state["received"]:stop]
+                means = state["means"][segment]
+                symbols[start:stop] = torch.round(residual[start:stop] - means)
+                state["received"] = stop
+                if j is not None:     # the REM refines the rest from what has been received
+                    state["r_hat"][segment] = symbols[start:stop] + means
+                    rem_checks[j] = tensor_checksum(self._refine(state, j))
         return {"symbols": symbols.numpy().astype(np.int64), "indexes_ranked": state["indexes"][order].numpy(),
                 "indexes": state["indexes_map"], "n": state["n"], "rem_checks": rem_checks,
                 "rem_at": [p for p in state["rem_at"] if p is not None]}

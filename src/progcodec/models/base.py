@@ -99,8 +99,12 @@ class ProgressiveModel(CompressionModel):
     # -- the hyper-latent z, coded the same way by every model -------------
     def code_hyper_latent(self, z: torch.Tensor) -> tuple[bytes, torch.Tensor, int]:
         """z's rANS string, the decoder's z_hat (parameters must come from that), its checksum."""
-        z_string = self.entropy_bottleneck.compress(z)[0]
-        z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
+        bottleneck = self.entropy_bottleneck
+        z_string = bottleneck.compress(z)[0]
+        # what decompress would return, without decoding the string again: the symbols compress
+        # coded (the same function of z; rANS returns them exactly), dequantised the same way
+        medians = bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
+        z_hat = bottleneck.dequantize(bottleneck.quantize(z, "symbols", medians), medians)
         return z_string, z_hat, tensor_checksum(z_hat)
 
     def decode_hyper_latent(self, z_string: bytes, latent_size: tuple[int, int],
