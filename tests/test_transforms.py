@@ -78,18 +78,24 @@ def _gdn(inverse: bool):
 
 @pytest.mark.parametrize("inverse", [False, True])
 def test_gdn_codes_in_bf16_under_bf16_autocast_close_to_float32(inverse):
-    """Coding under bf16 autocast runs the whole normalisation in bf16: within bf16's relative
-    precision of the float32 result (all its terms are positive), and float32 otherwise."""
+    """Coding at bf16 runs the whole normalisation in bf16: within bf16's relative precision of
+    the float32 result (all its terms are positive). Autocast alone (training's validation) and
+    float32 coding keep float32."""
+    from progcodec.precision import coding_precision
+
     layer = _gdn(inverse)
     x = 3 * torch.randn(2, 8, 9, 11)
     with torch.no_grad():
         exact = layer(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            fast = layer(x)
-            layer.beta.mul_(2.0)            # new parameters are seen at once
-            changed = layer(x)
+            validating = layer(x)
+            with coding_precision(torch.bfloat16):
+                fast = layer(x)
+                layer.beta.mul_(2.0)            # new parameters are seen at once
+                changed = layer(x)
         layer.beta.div_(2.0)
-    assert exact.dtype == torch.float32 and fast.dtype == changed.dtype == torch.bfloat16
+    assert exact.dtype == validating.dtype == torch.float32 and torch.equal(exact, validating)
+    assert fast.dtype == changed.dtype == torch.bfloat16
     torch.testing.assert_close(fast.float(), exact, rtol=2**-6, atol=1e-3)
     assert not torch.allclose(changed.float(), fast.float(), rtol=2**-6)
     torch.testing.assert_close(exact, _CompressAIGDN_forward(layer, x), rtol=1e-6, atol=1e-6)

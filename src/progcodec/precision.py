@@ -72,6 +72,11 @@ def coding_precision(dtype: torch.dtype | None):
         _coding_dtype.reset(token)
 
 
+def coding_dtype() -> torch.dtype | None:
+    """The dtype this coding call asked for (None: float32, or not coding at all)."""
+    return _coding_dtype.get()
+
+
 def coding_autocast(device: torch.device):
     """The context a pixel-only network (g_a, g_s, a mean fill) runs in while coding."""
     return transform_precision(_coding_dtype.get(), device)

@@ -14,22 +14,24 @@ from compressai.layers import GDN as _CompressAIGDN
 from torch import nn
 
 from ..coding.subpixel import subpixel_taps
+from ..precision import coding_dtype
 
 
 class GDN(_CompressAIGDN):
     """CompressAI's GDN (same parameters), computed in float32 when training.
 
     Without gradients (coding) the square root runs in place on the normalisation's buffer,
-    one fewer full-resolution tensor. Coding under bfloat16 autocast (``--precision bf16``)
-    runs all of it in bfloat16: the normalisation sums only positive terms (γ, x², β >= 0),
+    one fewer full-resolution tensor. Coding at bfloat16 (``--precision bf16``, inside
+    ``coding_precision``) runs all of it in bfloat16: the normalisation sums only positive terms (γ, x², β >= 0),
     so it keeps bfloat16's relative precision (about 2^-9), no worse than the bfloat16 input
     the next convolution gets anyway, and the float32 1x1 convolution was half of the
     analysis transform's time."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         device = x.device.type
-        coding_bf16 = (not torch.is_grad_enabled() and torch.is_autocast_enabled(device)
-                       and torch.get_autocast_dtype(device) == torch.bfloat16)
+        # coding at bf16 only: training, and its validation, keep float32 as they always had
+        coding_bf16 = (not torch.is_grad_enabled() and coding_dtype() == torch.bfloat16
+                       and torch.is_autocast_enabled(device))
         with torch.autocast(device, enabled=False):
             if torch.is_grad_enabled():
                 return super().forward(x.float())
