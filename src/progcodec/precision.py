@@ -3,7 +3,8 @@
 On a CPU with native bf16 (AVX512-BF16, AMX) convolutions under ``torch.autocast``
 run about twice as fast. Training uses it for the transforms (``--precision``).
 Coding may use it for what only shapes pixels: the analysis and synthesis
-transforms and the float32 mean-fill networks (``coding_precision``). The
+transforms (GDN included) and the float32 mean-fill networks (``coding_precision``),
+and for vam's hyper-analysis, which only the encoder runs (z is sent). The
 exact parameter path that gives the rANS scale indexes (integer or float64) never
 sees autocast (integers and float64 are types autocast leaves alone, and no call of
 it runs inside ``coding_autocast``), so a file decodes bit-exactly whatever precision wrote or

@@ -3,8 +3,9 @@
 Training on a CPU with bfloat16 support runs the convolutions of the big
 transforms under ``torch.autocast`` (``progcodec.precision``), about twice as
 fast. GDN's normalisation (a square, a 1x1 conv, a square root) stays in
-float32: autocast would run its conv in bfloat16 and leave the pow/rsqrt in
+float32 there: autocast would run its conv in bfloat16 and leave the pow/rsqrt in
 whatever dtype came in, so ``GDN`` here leaves autocast and upcasts its input.
+Coding at bfloat16 runs all of GDN in bfloat16 (see ``GDN``).
 Entropy models, likelihoods and the loss never run under autocast.
 """
 
@@ -22,10 +23,10 @@ class GDN(_CompressAIGDN):
 
     Without gradients (coding) the square root runs in place on the normalisation's buffer,
     one fewer full-resolution tensor. Coding at bfloat16 (``--precision bf16``, inside
-    ``coding_precision``) runs all of it in bfloat16: the normalisation sums only positive terms (γ, x², β >= 0),
-    so it keeps bfloat16's relative precision (about 2^-9), no worse than the bfloat16 input
-    the next convolution gets anyway, and the float32 1x1 convolution was half of the
-    analysis transform's time."""
+    ``coding_precision``) runs all of it in bfloat16: the normalisation sums only positive
+    terms (γ, x², β >= 0), so it keeps bfloat16's relative precision (about 2^-9), no worse
+    than the bfloat16 input the next convolution gets anyway, and the float32 1x1
+    convolution was half of the analysis transform's time."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         device = x.device.type
