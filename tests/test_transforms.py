@@ -77,7 +77,7 @@ def _gdn(inverse: bool):
 
 
 @pytest.mark.parametrize("inverse", [False, True])
-def test_gdn_codes_in_bf16_under_bf16_autocast_close_to_float32(inverse):
+def test_gdn_codes_in_bf16_at_bf16_coding_precision_close_to_float32(inverse):
     """Coding at bf16 runs the whole normalisation in bf16: within bf16's relative precision of
     the float32 result (all its terms are positive). Autocast alone (training's validation) and
     float32 coding keep float32."""
@@ -98,7 +98,7 @@ def test_gdn_codes_in_bf16_under_bf16_autocast_close_to_float32(inverse):
     assert fast.dtype == changed.dtype == torch.bfloat16
     torch.testing.assert_close(fast.float(), exact, rtol=2**-6, atol=1e-3)
     assert not torch.allclose(changed.float(), fast.float(), rtol=2**-6)
-    torch.testing.assert_close(exact, _CompressAIGDN_forward(layer, x), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(exact, _compressai_gdn(layer, x), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("inverse", [False, True])
@@ -108,12 +108,12 @@ def test_gdn_trains_in_float32_under_autocast(inverse):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = layer(x)
     assert out.dtype == torch.float32
-    torch.testing.assert_close(out, _CompressAIGDN_forward(layer, x), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(out, _compressai_gdn(layer, x), rtol=1e-6, atol=1e-6)
     out.sum().backward()
     assert layer.gamma.grad is not None and x.grad is not None
 
 
-def _CompressAIGDN_forward(layer, x):
+def _compressai_gdn(layer, x):
     from compressai.layers import GDN as Reference
 
     with torch.no_grad():
