@@ -80,4 +80,4 @@ def coding_dtype() -> torch.dtype | None:
 
 def coding_autocast(device: torch.device):
     """The context a pixel-only network (g_a, g_s, a mean fill) runs in while coding."""
-    return transform_precision(_coding_dtype.get(), device)
+    return transform_precision(coding_dtype(), device)

@@ -18,6 +18,20 @@ from ..coding.subpixel import subpixel_taps
 from ..precision import coding_dtype
 
 
+def derived(module: nn.Module, name: str, sources, make):
+    """``make()``, kept on ``module`` as ``name`` and made again when a tensor of ``sources`` is
+    replaced, moved or written in place. The cache holds the tensors it was made from, so their
+    memory cannot be reused by others with the same address; in-place writes (load_state_dict,
+    an optimiser step) move their version."""
+    now = [(t.detach(), t._version) for t in sources]
+    cached = getattr(module, name, None)
+    if cached is None or any(t.data_ptr() != old.data_ptr() or t.dtype != old.dtype or version != old_version
+                             for (t, version), (old, old_version) in zip(now, cached[0])):
+        cached = (now, make())
+        setattr(module, name, cached)
+    return cached[1]
+
+
 class GDN(_CompressAIGDN):
     """CompressAI's GDN (same parameters), computed in float32 when training.
 
@@ -47,14 +61,12 @@ class GDN(_CompressAIGDN):
             return norm.rsqrt_().mul_(x)      # float32: CompressAI's GDN bit for bit
 
     def _coding_parameters(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """(β, γ as a 1x1 kernel) in ``dtype``; made again whenever a parameter changes."""
-        versions = (self.beta._version, self.gamma._version, self.beta.data_ptr(), self.gamma.data_ptr(), dtype)
-        cached = getattr(self, "_coding_cache", None)
-        if cached is None or cached[0] != versions:
-            beta = self.beta_reparam(self.beta)
+        """(β, γ as a 1x1 kernel) in ``dtype``, one cache per dtype, made again when a parameter changes."""
+        def make():
             gamma = self.gamma_reparam(self.gamma).reshape(*self.gamma.shape, 1, 1)
-            cached = self._coding_cache = (versions, beta.to(dtype), gamma.to(dtype))
-        return cached[1], cached[2]
+            return self.beta_reparam(self.beta).to(dtype), gamma.to(dtype)
+
+        return derived(self, "_coding_" + str(dtype).removeprefix("torch."), (self.beta, self.gamma), make)
 
 
 def conv(in_ch: int, out_ch: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
@@ -85,20 +97,15 @@ class SubpixelDeconv(nn.ConvTranspose2d):
     def _subpixel_weights(self) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
         """(conv weight (s·s·C_out, C_in, K, K), bias, (padding before, after)), made again when
         the weights change. Taps t run over [-after, before]; conv tap a reads input m − before + a."""
-        w = self.weight
-        # the cache holds the tensors it was made from, so their memory cannot be reused by others
-        # with the same address; in-place writes (load_state_dict) move their version
-        now = [(t.detach(), t._version) for t in (w, self.bias)]
-        cached = getattr(self, "_subpixel", None)
-        if cached is None or any(t.data_ptr() != old.data_ptr() or t.dtype != old.dtype or version != old_version
-                                 for (t, version), (old, old_version) in zip(now, cached[0])):
+        def make():
             s = self.stride[0]
-            taps, (before, after) = subpixel_taps(w.detach().permute(0, 2, 3, 1), s, self.padding[0])
+            taps, (before, after) = subpixel_taps(self.weight.detach().permute(0, 2, 3, 1), s, self.padding[0])
             # conv channels in pixel_shuffle's order: output channel, phase row, phase column
             size = taps.shape[0]
             conv_w = taps.permute(5, 3, 4, 2, 0, 1).reshape(-1, self.in_channels, size, size).contiguous()
-            self._subpixel = (now, (conv_w, self.bias.detach().repeat_interleave(s * s), (before, after)))
-        return self._subpixel[1]
+            return conv_w, self.bias.detach().repeat_interleave(s * s), (before, after)
+
+        return derived(self, "_subpixel", (self.weight, self.bias), make)
 
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
         if torch.is_grad_enabled() or x.device.type != "cpu" or output_size is not None:
