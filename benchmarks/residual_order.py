@@ -34,7 +34,8 @@ SHARES = (0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0)
 
 def residual_statistics(net, files: list[Path]) -> list[dict]:
     """Per image: the picture, ŷ_base, and the residual's μ, σ, scale index, symbol q, the error
-    e = r - μ - q in [-1/2, 1/2], and the σ order, as the encoder computes them."""
+    e = r - μ - q in [-1/2, 1/2], the σ order as the encoder computes them, and the oracle order
+    (largest |r - μ| first)."""
     from progcodec.coding.gaussian import quantize_symbols
     from progcodec.train.data import load_rgb_array
 
@@ -52,10 +53,22 @@ def residual_statistics(net, files: list[Path]) -> list[dict]:
             state = net.residual._start(y_hat_base, hyper, False)
         r = (y_top.double() - y_hat_base).reshape(-1)
         q = torch.round(r - state["means0"])
+        e = r - state["means0"] - q
         out.append({"x": x, "y_hat_base": y_hat_base.reshape(-1), "shape": state["shape"],
                     "mu": state["means0"], "sigma": state["scales0"], "index": state["indexes"].long(),
-                    "q": q, "e": r - state["means0"] - q, "order": state["order"]})
+                    "q": q, "e": e, "order": state["order"],
+                    "oracle": torch.argsort((q + e).abs(), descending=True, stable=True)})
     return out
+
+
+def table_key(s: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each element's cell of the offset table: (scale index, min(|q|, MAX_Q))."""
+    return s["index"], s["q"].abs().clamp_max(MAX_Q).long()
+
+
+def offsets_of(table: torch.Tensor, s: dict) -> torch.Tensor:
+    """Each element's offset from the table, signed like its symbol (0 where q = 0)."""
+    return table[table_key(s)] * torch.sign(s["q"])
 
 
 def fit_offsets(stats: list[dict], indexes: int, min_count: int = 50) -> torch.Tensor:
@@ -63,7 +76,7 @@ def fit_offsets(stats: list[dict], indexes: int, min_count: int = 50) -> torch.T
     total = torch.zeros(indexes, MAX_Q + 1, dtype=torch.float64)
     count = torch.zeros_like(total)
     for s in stats:
-        key = (s["index"], s["q"].abs().clamp_max(MAX_Q).long())
+        key = table_key(s)
         total.index_put_(key, s["e"] * torch.sign(s["q"]), accumulate=True)
         count.index_put_(key, torch.ones_like(s["e"]), accumulate=True)
     table = total / count.clamp_min(1)
@@ -79,7 +92,10 @@ def bin_bits(q: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return 10 * math.log10(1 / float(((a - b) ** 2).mean()))
+    """PSNR of float pictures in [0, 1] (not rounded to 8 bits)."""
+    from progcodec.metrics import mse_to_psnr
+
+    return mse_to_psnr(float(((a - b) ** 2).mean()), peak=1.0)
 
 
 def picture(net, s: dict, received: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
@@ -87,7 +103,7 @@ def picture(net, s: dict, received: torch.Tensor, offsets: torch.Tensor | None =
     residual = s["mu"].clone()
     residual[received] += s["q"][received]
     if offsets is not None:
-        residual[received] += (offsets[s["index"], s["q"].abs().clamp_max(MAX_Q).long()] * torch.sign(s["q"]))[received]
+        residual[received] += offsets_of(offsets, s)[received]
     return net.synthesize((s["y_hat_base"] + residual).reshape(s["shape"]))
 
 
@@ -117,20 +133,17 @@ def main() -> None:
 
     latent = {name: sum(float(((s["e"] - shift(s)) ** 2).sum()) for s in test) / sum(s["e"].numel() for s in test)
               for name, shift in (("centre", lambda s: 0.0),
-                                  ("offsets", lambda s: table[s["index"], s["q"].abs().clamp_max(MAX_Q).long()]
-                                   * torch.sign(s["q"])))}
+                                  ("offsets", lambda s: offsets_of(table, s)))}
     result["latent_mse"] = latent
     print(f"latent squared error of the received residual, all received: centre {latent['centre']:.5f}, "
           f"fitted offsets {latent['offsets']:.5f}")
     rows = []
     for share in SHARES:
         row = {"share": share}
-        for name, order_of in (("sigma", lambda s: s["order"]),
-                               ("oracle", lambda s: torch.argsort((s["q"] + s["e"]).abs(), descending=True,
-                                                                  stable=True))):
+        for name, order in (("sigma", "order"), ("oracle", "oracle")):
             bpps, psnrs, offset_psnrs = [], [], []
             for s in test:
-                received = order_of(s)[: int(share * s["q"].numel())]
+                received = s[order][: int(share * s["q"].numel())]
                 bpps.append(float(bin_bits(s["q"][received], s["sigma"][received]).sum()) / (s["x"].numel() / 3))
                 psnrs.append(psnr(picture(net, s, received), s["x"]))
                 if name == "sigma":
