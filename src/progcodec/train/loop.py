@@ -324,7 +324,7 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
                 "lambda_base": cfg.lambda_base, "lambda_top": cfg.lambda_top,
                 "lambda_preview": cfg.lambda_preview,
                 "precision": str(model.transform_dtype or torch.float32).replace("torch.", ""),
-                "warmup": cfg.warmup,
+                "warmup": cfg.warmup, "seed": cfg.seed,
                 "stage": cfg.stage, **({"rem_shares": list(rem_shares)} if rem_shares else {}),
                 **({"rem_loss": cfg.rem_loss} if cfg.stage == "rem" else {}),
                 **({"rem_cache": cfg.rem_cache} if cfg.rem_cache else {}),
