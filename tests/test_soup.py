@@ -90,4 +90,14 @@ def test_weights_without_a_common_start_or_of_another_shape_are_refused(cli, run
     assert result.exit_code != 0 and "calibrate" in result.output
     result = cli("weights", "average", runs["a"], runs["b"], "-o", tmp_path / "x.bin")
     assert result.exit_code != 0 and "safetensors" in result.output
+    stray = tmp_path / "stray.safetensors"
+    stray.write_bytes(b"not weights")
+    result = cli("weights", "average", runs["a"], stray, "--data", runs["photos"], "-o", out)
+    assert result.exit_code != 0 and "no readable manifest" in result.output
+    damaged = tmp_path / "damaged" / "vam.safetensors"
+    damaged.parent.mkdir()
+    damaged.write_bytes(runs["b"].read_bytes()[:-1] + b"\0")
+    damaged.with_suffix(".json").write_text(runs["b"].with_suffix(".json").read_text())
+    result = cli("weights", "average", runs["a"], damaged, "--data", runs["photos"], "-o", out)
+    assert result.exit_code != 0 and "sha256 does not match" in result.output
     assert not out.exists()

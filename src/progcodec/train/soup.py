@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from ..weights import load_model, save_weights
+from ..errors import ProgcodecError
+from ..weights import load_model, read_manifest, save_weights
 from .integer_params import calibration_crops, integerize
 
 METHOD = "uniform average of the float parameters (a model soup, Wortsman et al. 2022)"
@@ -73,13 +74,19 @@ def average_weights(paths: list[Path], out: Path, data=None) -> dict:
     held-out photos of ``data``. Returns the new manifest."""
     if len(paths) < 2:
         raise ValueError("a soup needs at least two weights files")
-    manifests = [json.loads(Path(p).with_suffix(".json").read_text()) for p in paths]
+    manifests = [read_manifest(p) for p in paths]
+    for path, manifest in zip(paths, manifests):
+        if manifest is None:
+            raise ValueError(f"{path}: no readable manifest beside it ({Path(path).with_suffix('.json').name})")
     kinds = {(m.get("model"), json.dumps(m.get("config"), sort_keys=True)) for m in manifests}
     if len(kinds) > 1:
         raise ValueError("these weights are of different models or configurations: "
                          + "; ".join(f"{m.get('model')} {m.get('config')}" for m in manifests))
     start = common_start([m.get("training") for m in manifests])
-    models = [load_model(str(p)) for p in paths]
+    try:
+        models = [load_model(str(p)) for p in paths]
+    except ProgcodecError as e:          # damaged weights, a manifest that does not match them
+        raise ValueError(str(e)) from None
     soup = models[0]
     if soup.has_integer_params and not data:
         raise ValueError("these weights have an integer parameter path: give photos to calibrate it on "
