@@ -439,3 +439,39 @@ def test_rem_rd_loss_improves_the_mean_fill_of_a_later_layer(photo_dir, tmp_path
         with torch.no_grad():
             losses.append(float(model(images)["loss"]))
     assert losses[1] < losses[0], losses
+
+
+def test_ema_exports_the_average_and_leaves_the_training_alone(photo_dir, tmp_path):
+    """With --ema d the export is w0 + (1 - d)·(w1 - w0) after one step from w0; the steps
+    themselves are those of a run without it; a resumed run carries the average on exactly."""
+    from safetensors.torch import load_file
+
+    start = _config(photo_dir, tmp_path / "start", steps=2, precision="fp32")
+    train(start)
+    w0 = load_file(start.out)
+    live = _config(photo_dir, tmp_path / "live", steps=1, init=start.out, precision="fp32")
+    train(live)
+    averaged = _config(photo_dir, tmp_path / "avg", steps=1, init=start.out, precision="fp32", ema=0.75)
+    manifest = train(averaged)
+    assert manifest["training"]["weight_average"]["decay"] == 0.75
+    assert manifest["training"]["weight_average"]["from_step"] == 0
+    w1 = torch.load(averaged.checkpoint_path, weights_only=False)["model"]
+    trained_alone = load_file(live.out)
+    exported = load_file(averaged.out)
+    names = [n for n, p in load_model(averaged.out).named_parameters() if not n.endswith("quantiles")]
+    moved = 0
+    for name in names:
+        assert torch.equal(w1[name], trained_alone[name]), name          # the same steps
+        assert torch.allclose(exported[name], w0[name] + 0.25 * (w1[name] - w0[name]), rtol=0, atol=1e-6), name
+        moved += not torch.equal(w1[name], w0[name])
+    assert moved > len(names) // 2
+
+    straight = _config(photo_dir, tmp_path / "straight", steps=3, init=start.out, precision="fp32", ema=0.75)
+    train(straight)
+    first = _config(photo_dir, tmp_path / "resumed", steps=1, init=start.out, precision="fp32", ema=0.75)
+    train(first)
+    resumed = _config(photo_dir, tmp_path / "resumed", steps=3, resume=str(first.checkpoint_path),
+                      precision="fp32", ema=0.75)
+    train(resumed)
+    a, b = load_file(straight.out), load_file(resumed.out)
+    assert all(torch.equal(a[k], b[k]) for k in names)

@@ -69,6 +69,10 @@ def main():
 @click.option("--warmup", default=500, show_default=True, help="Linear warm-up steps.")
 @click.option("--max-minutes", type=float, default=None,
               help="Stop after this much wall time: checkpoint, then export the weights as they stand.")
+@click.option("--ema", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
+              metavar="DECAY",
+              help="Keep a moving average of the weights (decay per step, e.g. 0.999) and export it in place "
+                   "of the last step's weights; it travels in the checkpoint (0: off).")
 @click.option("--stage", type=click.Choice(["full", "rem"]), default="full", show_default=True,
               help="rem (vam): train Rate Enhancement Modules alone on the frozen --init weights, with a rate loss.")
 @click.option("--rem-shares", default=None, metavar="LIST",

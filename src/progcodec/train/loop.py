@@ -26,6 +26,7 @@ from ..precision import transform_dtype
 from ..weights import save_weights
 from ..metrics import mse_to_psnr
 from .data import RandomCrops, center_crops, find_images, split_holdout
+from .ema import WeightAverage
 
 
 @dataclass
@@ -46,6 +47,7 @@ class TrainConfig:
     aux_lr: float = 1e-3
     clip: float = 1.0
     max_minutes: float | None = None  # stop (checkpoint, export) after this much wall time
+    ema: float = 0.0               # decay of a moving average of the weights, exported in their place (0: off)
     resume: str | None = None
     init: str | None = None        # start from exported weights (fine-tune), fresh optimiser
     stage: str = "full"            # "rem": train vam's Rate Enhancement Modules alone on a frozen --init model
@@ -236,6 +238,12 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
         step, elapsed, history = ckpt["step"], ckpt["elapsed"], ckpt.get("history", [])
         previous = ckpt.get("previous")
         resume_random_streams(ckpt, data, rank, cfg.seed)
+    average = None
+    if cfg.ema:    # after loading: the average starts from the weights the run starts with
+        average = WeightAverage([(n, p) for n, p in model.named_parameters()
+                                 if p.requires_grad and not n.endswith("quantiles")], cfg.ema, step)
+        if ckpt is not None and ckpt.get("weight_average"):
+            average.load_state_dict(ckpt["weight_average"])
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     model.train()
     batches = data
@@ -251,7 +259,7 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                 "elapsed": elapsed, "history": history, "config": asdict(cfg),
                 "data_rng": data.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "previous": previous,
+                "previous": previous, **({"weight_average": average.state_dict()} if average else {}),
             }, cfg.checkpoint_path)
             emit("checkpoint", {"step": step, "path": str(cfg.checkpoint_path)})
 
@@ -284,6 +292,8 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
             if cfg.clip:
                 torch.nn.utils.clip_grad_norm_(main, cfg.clip)
             optimizer.step()
+            if average is not None:
+                average.update()
             step += 1
             elapsed += time.monotonic() - t0
             emit("step", {"step": step, "steps": cfg.steps, "loss": float(out["loss"].detach()),
@@ -312,6 +322,11 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
 
     manifest = None
     if rank == 0:
+        averaged = None
+        if average is not None:   # the average goes out in place of the last step's weights
+            average.copy_to_model()
+            averaged = {"decay": average.decay, "from_step": average.start_step,
+                        "validation": validate(model, val_images) if val_images is not None else None}
         integer_params = None
         if cfg.integer_params and hasattr(model, "calibrate_integer_params") and not model.has_integer_params:
             from .integer_params import calibration_crops, integerize
@@ -338,6 +353,7 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
                 "previous": previous,
                 "cumulative_steps": step + (previous or {}).get("cumulative_steps", (previous or {}).get("steps", 0)),
                 **({"integer_params": integer_params} if integer_params else {}),
+                **({"weight_average": averaged} if averaged else {}),
             },
         })
         emit("done", manifest)
