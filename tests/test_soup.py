@@ -84,6 +84,8 @@ def test_weights_without_a_common_start_or_of_another_shape_are_refused(cli, run
     assert result.exit_code != 0 and "same weights" in result.output
     result = cli("weights", "average", runs["a"], weights_path, "--data", runs["photos"], "-o", out)
     assert result.exit_code != 0 and "different models or configurations" in result.output
+    result = cli("weights", "average", runs["a"], runs["a"], "--data", runs["photos"], "-o", out)
+    assert result.exit_code != 0 and "twice" in result.output
     result = cli("weights", "average", runs["a"], "-o", out)
     assert result.exit_code != 0 and "at least two" in result.output
     result = cli("weights", "average", runs["a"], runs["b"], "-o", out)

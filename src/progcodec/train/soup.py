@@ -78,6 +78,8 @@ def average_weights(paths: list[Path], out: Path, data=None) -> dict:
     for path, manifest in zip(paths, manifests):
         if manifest is None:
             raise ValueError(f"{path}: no readable manifest beside it ({Path(path).with_suffix('.json').name})")
+    if len({m.get("sha256") for m in manifests}) < len(manifests):
+        raise ValueError("the same weights are given twice: a soup averages different runs")
     kinds = {(m.get("model"), json.dumps(m.get("config"), sort_keys=True)) for m in manifests}
     if len(kinds) > 1:
         raise ValueError("these weights are of different models or configurations: "
