@@ -169,3 +169,16 @@ def files_in(directory: Path) -> set[str]:
 def listdir():
     """``listdir(path)``: the names in a folder (to check that failed commands leave nothing behind)."""
     return files_in
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory):
+    """A few small natural images (scikit-image samples), as JPEG and PNG: a training folder."""
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("photos")
+    for name in ("astronaut", "coffee", "chelsea"):
+        im = Image.fromarray(getattr(data, name)()).resize((160, 120))
+        im.save(root / f"{name}.png")
+        im.convert("L").save(root / f"{name}_gray.jpg", quality=95)
+    return root

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import progcodec
 from progcodec.train.loop import TrainConfig, train
@@ -15,25 +14,19 @@ TINY = {"N": 16, "M": 24}
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, photo_dir):
     """A start (2 steps) and two runs fine-tuned from it with other seeds (3 steps each), plus a
-    run from scratch that shares nothing with them; tiny vam models on three sample photos."""
-    from skimage import data
-
+    run from scratch that shares nothing with them; tiny vam models on a few sample photos."""
     root = tmp_path_factory.mktemp("soup")
-    photos = root / "photos"
-    photos.mkdir()
-    for name in ("astronaut", "coffee", "chelsea"):
-        Image.fromarray(getattr(data, name)()).resize((160, 120)).save(photos / f"{name}.png")
 
     def run(name, steps, seed, **kw):
-        cfg = TrainConfig(data=[str(photos)], out=str(root / name / "vam.safetensors"), steps=steps, batch=2,
+        cfg = TrainConfig(data=[str(photo_dir)], out=str(root / name / "vam.safetensors"), steps=steps, batch=2,
                           crop=64, lr=1e-3, warmup=1, val_every=1000, threads=1, seed=seed, model_args=TINY, **kw)
         train(cfg)
         return root / name / "vam.safetensors"
 
     start = run("start", 2, 0)
-    return {"photos": photos, "start": start, "a": run("a", 3, 1, init=str(start)),
+    return {"photos": photo_dir, "start": start, "a": run("a", 3, 1, init=str(start)),
             "b": run("b", 3, 2, init=str(start)), "other": run("other", 2, 3)}
 
 

@@ -17,19 +17,6 @@ from progcodec.weights import load_model
 TINY = {"N": 16, "M": 24}
 
 
-@pytest.fixture(scope="module")
-def photo_dir(tmp_path_factory):
-    """A few small natural images (scikit-image samples), as JPEG and PNG."""
-    from skimage import data
-
-    root = tmp_path_factory.mktemp("photos")
-    for name in ("astronaut", "coffee", "chelsea"):
-        im = Image.fromarray(getattr(data, name)()).resize((160, 120))
-        im.save(root / f"{name}.png")
-        im.convert("L").save(root / f"{name}_gray.jpg", quality=95)
-    return root
-
-
 def _config(photo_dir, tmp_path, model="vam", **kw):
     defaults = dict(data=[str(photo_dir)], model=model, out=str(tmp_path / f"{model}.safetensors"),
                     steps=4, batch=4, crop=64, lr=1e-3, warmup=1, checkpoint_every=2, val_every=1000,

@@ -18,7 +18,6 @@ weights they all started from, so the cumulative steps count every CPU step spen
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -54,18 +53,15 @@ def common_start(records: list[dict | None]) -> dict:
 
 
 def _runs_since(record: dict, start: dict) -> tuple[dict | None, int, float]:
-    """``record``'s runs after ``start`` (its chain cut there), and their steps and seconds."""
-    if record == start:
-        return None, 0, 0.0
-    runs = copy.deepcopy(record)
-    steps, seconds, run = 0, 0.0, runs
-    while True:
-        steps += int(run.get("steps", 0))
-        seconds += float(run.get("wall_time_s", 0.0))
-        if run.get("previous") == start:
-            run["previous"] = "the soup's start"
-            return runs, steps, seconds
-        run = run["previous"]
+    """``record``'s runs after ``start`` (its chain cut there; None when it is the start), and
+    their steps and seconds."""
+    chain = _chain(record)
+    runs = chain[:chain.index(start)]
+    cut = "the soup's start"
+    for run in reversed(runs):      # the chain again, oldest first, each run before its successor
+        cut = {**run, "previous": cut}
+    return (cut if runs else None, sum(int(r.get("steps", 0)) for r in runs),
+            sum(float(r.get("wall_time_s", 0.0)) for r in runs))
 
 
 def average_weights(paths: list[Path], out: Path, data=None) -> dict:
