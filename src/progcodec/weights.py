@@ -77,6 +77,13 @@ def read_manifest(path: Path) -> dict | None:
     return manifest if isinstance(manifest, dict) and isinstance(manifest.get("sha256"), str) else None
 
 
+def cumulative_steps(training: dict | None) -> int:
+    """Training steps along a manifest's whole chain of runs: its record's ``cumulative_steps``,
+    or, in records written before that field, its own ``steps``; 0 for no record."""
+    training = training or {}
+    return int(training.get("cumulative_steps", training.get("steps", 0)))
+
+
 def list_weights(extra=()) -> list[dict]:
     """Every weights file on the search path: path, source, model, id, steps (first occurrence of each path)."""
     found, seen = [], set()
@@ -87,10 +94,9 @@ def list_weights(extra=()) -> list[dict]:
             if key in seen or manifest is None:
                 continue
             seen.add(key)
-            training = manifest.get("training") or {}
             found.append({"path": str(path), "source": source, "model": manifest.get("model"),
                           "id": manifest["sha256"][:16],
-                          "steps": training.get("cumulative_steps", training.get("steps"))})
+                          "steps": cumulative_steps(manifest.get("training")) if manifest.get("training") else None})
     return found
 
 

@@ -23,7 +23,7 @@ import torch.distributed as dist
 from ..device import resolve_device
 from ..models import MODELS
 from ..precision import transform_dtype
-from ..weights import save_weights
+from ..weights import cumulative_steps, save_weights
 from ..metrics import mse_to_psnr
 from .data import RandomCrops, center_crops, find_images, split_holdout
 from .ema import WeightAverage
@@ -351,7 +351,7 @@ def train(cfg: TrainConfig, on_event=None) -> dict:
                 "validation": history[-1] if history else None,
                 "init_from": cfg.init,
                 "previous": previous,
-                "cumulative_steps": step + (previous or {}).get("cumulative_steps", (previous or {}).get("steps", 0)),
+                "cumulative_steps": step + cumulative_steps(previous),
                 **({"integer_params": integer_params} if integer_params else {}),
                 **({"weight_average": averaged} if averaged else {}),
             },

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ProgcodecError
-from ..weights import load_model, read_manifest, save_weights
+from ..weights import cumulative_steps, load_model, read_manifest, save_weights
 from .integer_params import calibration_crops, integerize
 
 METHOD = "uniform average of the float parameters (a model soup, Wortsman et al. 2022)"
@@ -102,7 +102,7 @@ def average_weights(paths: list[Path], out: Path, data=None) -> dict:
         "ingredients": [{"sha256": m["sha256"], "runs": r[0]} for m, r in zip(manifests, runs)],
         "steps": steps, "wall_time_s": round(seconds, 1),
         "previous": start,
-        "cumulative_steps": steps + start.get("cumulative_steps", start.get("steps", 0)),
+        "cumulative_steps": steps + cumulative_steps(start),
         **({"integer_params": {**integer_params, "data": [str(d) for d in data]}} if integer_params else {}),
     }
     return save_weights(soup, Path(out), {"training": training})
