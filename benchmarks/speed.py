@@ -305,6 +305,10 @@ def _ratio(a, b):
     return None if a is None or b in (None, 0) else a / b
 
 
+# the flags that choose our paths (bf16 transforms, the int8 GEMM engine), recorded with the times
+NOTABLE_FLAGS = {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}
+
+
 def main(argv=None):
     from progcodec.precision import PRECISIONS
 
@@ -336,6 +340,9 @@ def main(argv=None):
     from rich.console import Console
     from rich.table import Table
 
+    from progcodec.coding.integer_path import gemm_engine
+    from progcodec.cpu_features import cpu_flags
+
     devices = {"auto": ["cpu"] + (["cuda"] if torch.cuda.is_available() else []),
                "cpu": ["cpu"], "cuda": ["cuda"]}[args.device]
     if "cuda" in devices and not torch.cuda.is_available():
@@ -344,7 +351,7 @@ def main(argv=None):
     console = Console()
     report = {"image": f"{WIDTH}x{HEIGHT}", "torch_threads": torch.get_num_threads(), "layout": args.layout,
               "keep_freed_memory": kept, "precision": args.precision, "their_precision": args.their_precision,
-              "devices": {}}
+              "gemm_engine": gemm_engine(), "cpu_flags": sorted(cpu_flags() & NOTABLE_FLAGS), "devices": {}}
     j2k = bench_jpeg2000(im, args.repeats)
     report["jpeg2000"] = j2k
     for name in devices:
@@ -400,6 +407,8 @@ def main(argv=None):
             f"{k.replace('_vs_', ' vs ').replace('_', ' ')} {v:.2f}x" for k, v in ratios.items() if v is not None))
     if j2k is None:
         console.print("note: this Pillow has no JPEG 2000 (OpenJPEG); skipped")
+    console.print(f"integer parameter path's GEMMs: {report['gemm_engine']} "
+                  f"(CPU flags: {', '.join(report['cpu_flags']) or 'none of note'})")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return report

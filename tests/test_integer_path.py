@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import progcodec
+from progcodec.coding import integer_path
 from progcodec.coding.integer_path import IntegerConv, IntegerNetwork, int_matmul, quantize
 from progcodec.models.transforms import hyper_synthesis
 
@@ -29,15 +30,54 @@ def networks():
     return out
 
 
-def test_int8_gemm_is_exact_at_the_extremes():
+ENGINES = {"int8": {}, "float32": {}, "float64": {"_float32_exact": lambda: False}}
+
+
+def _use_engine(m, name):
+    """Route int_matmul to one engine: torch's int8 GEMM, chunked float32 GEMMs, or float64
+    (what float32 falls back to where torch may round float32 matmuls to bf16 or TF32)."""
+    m.setattr(integer_path, "gemm_engine", lambda: "int8" if name == "int8" else "float32")
+    for attr, value in ENGINES[name].items():
+        m.setattr(integer_path, attr, value)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_int8_gemm_is_exact_at_the_extremes(engine, monkeypatch):
     """The most negative and positive parts against the widest weights: the int32 sums equal
-    int64 arithmetic exactly, with torch's int8 GEMM and with the float64 fallback."""
+    int64 arithmetic exactly on every engine, also where a row against a column sums to more
+    than float32's 2^24 (the float32 engine's chunks keep every partial sum below it)."""
     rng = np.random.default_rng(0)
     a = torch.from_numpy(rng.choice([-128, 127, 0, 1], size=(37, 2304)).astype(np.int8))
     b = torch.from_numpy(rng.choice([-63, 63, -32, 31], size=(2304, 19)).astype(np.int8))
-    exact = a.long() @ b.long()
-    assert torch.equal(int_matmul(a, b).long(), exact)
-    assert torch.equal((a.double() @ b.double()).long(), exact)
+    narrow = b.clone()                      # the parameter path's weight parts: within [-64, 63]
+    a[0], b[:, 0], a[1], b[:, 1] = -128, -128, 127, -128     # 2304 · 2^14 and 2304 · -127 · 128
+    narrow[:, 0] = -64                                       # 2304 · 2^13
+    with monkeypatch.context() as m:
+        _use_engine(m, engine)
+        for weights in (b, narrow):
+            exact = a.long() @ weights.long()
+            assert int(exact[0, 0]) > 2**24
+            assert torch.equal(int_matmul(a, weights).long(), exact)
+        assert torch.equal(int_matmul(a[:, :0], b[:0]).long(), torch.zeros(37, 19, dtype=torch.long))
+
+
+def test_gemm_engine_follows_the_cpu_and_the_environment(monkeypatch):
+    integer_path.gemm_engine.cache_clear()
+    try:
+        for vnni, expected in ((True, "int8"), (False, "float32")):
+            monkeypatch.setattr(integer_path, "int8_gemm_supported", lambda: vnni)
+            integer_path.gemm_engine.cache_clear()
+            assert integer_path.gemm_engine() == expected
+        monkeypatch.setenv("PROGCODEC_GEMM", "int8")
+        integer_path.gemm_engine.cache_clear()
+        assert integer_path.gemm_engine() == "int8"
+        monkeypatch.setenv("PROGCODEC_GEMM", "fast")
+        integer_path.gemm_engine.cache_clear()
+        with pytest.raises(ValueError, match="PROGCODEC_GEMM"):
+            integer_path.gemm_engine()
+    finally:
+        monkeypatch.undo()
+        integer_path.gemm_engine.cache_clear()
 
 
 def test_integer_network_is_close_to_the_float64_one(networks):
@@ -58,7 +98,12 @@ def test_the_same_bits_with_any_gemm_thread_count_or_batch(networks, monkeypatch
         finally:
             torch.set_num_threads(threads)
         assert torch.equal(int_net(x[1:]), reference[1:])        # each image alone, as in the batch
-        with monkeypatch.context() as m:                         # no int8 GEMM: the float64 fallback
+        for engine in ENGINES:                                   # every GEMM engine: the same bits
+            with monkeypatch.context() as m:
+                _use_engine(m, engine)
+                assert torch.equal(int_net(x), reference), engine
+        with monkeypatch.context() as m:                         # a torch without an int8 GEMM
+            m.setattr(integer_path, "gemm_engine", lambda: "int8")
             m.delattr(torch, "_int_mm")
             assert torch.equal(int_net(x), reference)
 
@@ -164,6 +209,23 @@ def test_integer_weights_write_files_marked_so_that_round_trip_at_every_prefix(i
     assert not np.array_equal(decoded[1], decoded[-1])      # later layers refine the picture
 
 
+def test_files_are_the_same_bytes_on_every_gemm_engine(integer_weights, astronaut, monkeypatch):
+    """The engine is chosen per CPU (int8 GEMMs with VNNI, float32 elsewhere): a file written on
+    one machine decodes on the other, so both must give the same bytes and the same pictures."""
+    from progcodec.weights import load_model
+
+    model = load_model(str(integer_weights))
+    files, pictures = {}, {}
+    for engine in ENGINES:
+        with monkeypatch.context() as m:
+            _use_engine(m, engine)
+            files[engine] = progcodec.encode(astronaut, model=model)
+            pictures[engine] = [np.asarray(progcodec.decode(files["int8"], layers=n, model=model)) for n in (2, None)]
+    assert files["float32"] == files["int8"] == files["float64"]
+    for engine in ENGINES:
+        assert all(np.array_equal(a, b) for a, b in zip(pictures[engine], pictures["int8"]))
+
+
 def test_integer_and_float64_files_code_the_same_image_alike(integer_weights, weights_path, astronaut):
     """The integer path approximates the float64 one: sizes within a few percent, and the full
     decodes within a fraction of a dB of each other."""
@@ -260,3 +322,13 @@ def test_transposed_convs_that_do_not_scale_by_their_stride_are_refused():
     for kernel, stride, padding, output_padding in [(4, 2, 2, 1), (5, 2, 1, 1), (5, 2, 2, 0)]:
         with pytest.raises(ValueError, match="odd kernel"):
             IntegerConv(True, 4, 4, kernel, stride, padding, output_padding)
+
+
+def test_cpu_flags_are_read_from_the_first_processor():
+    from progcodec.cpu_features import parse_flags
+
+    x86 = ("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma\n\n"
+           "processor\t: 1\nflags\t\t: fpu sse2 avx2 fma avx512_vnni\n")
+    assert parse_flags(x86) == {"fpu", "sse2", "avx2", "fma"}
+    assert parse_flags("processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\n") == frozenset()
+    assert parse_flags("") == frozenset()

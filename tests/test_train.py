@@ -252,13 +252,25 @@ def test_bf16_autocast_runs_the_convolutions_in_bf16_and_keeps_gdn_and_the_loss_
     assert seen["conv"] == {torch.float32}
 
 
-def test_precision_choice():
-    from progcodec.precision import bf16_supported, transform_dtype
+def test_precision_choice(monkeypatch):
+    import warnings
+
+    from progcodec import precision
+    from progcodec.precision import transform_dtype
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert transform_dtype("fp32", cpu) is None and transform_dtype("bf16", cpu) == torch.bfloat16
-    assert transform_dtype("auto", cpu) == (torch.bfloat16 if bf16_supported() else None)
-    assert transform_dtype("auto", cuda) is None
+    for native in (True, False):
+        monkeypatch.setattr(precision, "bf16_supported", lambda: native)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")      # fp32, auto and native bf16 say nothing
+            assert transform_dtype("fp32", cpu) is None
+            assert transform_dtype("auto", cpu) == (torch.bfloat16 if native else None)
+            assert transform_dtype("auto", cuda) is None
+            if native:
+                assert transform_dtype("bf16", cpu) == torch.bfloat16
+    # asked for on a CPU that would emulate it: still bf16, with a warning that says why it is slow
+    with pytest.warns(UserWarning, match="emulated"):
+        assert transform_dtype("bf16", cpu) == torch.bfloat16
     with pytest.raises(ValueError):
         transform_dtype("fp16", cpu)
 

@@ -28,12 +28,15 @@ files written before, and for weights without an integer path.
 from __future__ import annotations
 
 import copy
+import functools
 import math
+import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..cpu_features import int8_gemm_supported
 from .gaussian import Float64Path, snap
 from .subpixel import subpixel_taps
 
@@ -46,15 +49,64 @@ ACT_LIMIT = 1 << 14
 ACT_LO_BITS = 7
 
 
+# An int8 GEMM's engine. torch._int_mm is fast where oneDNN has an int8 kernel (AVX512-VNNI,
+# AVX-VNNI, AMX) and a plain loop elsewhere: on an AVX2 CPU it took 18.7 s of a 768x512 encode
+# that float32 GEMMs do in a fraction of a second. Both are exact, so the choice only moves time.
+GEMM_ENGINES = ("int8", "float32")
+
+
+def _float32_exact() -> bool:
+    """Does a float32 matmul here round like IEEE float32? Not where torch may run it in bf16 or TF32."""
+    mkldnn = getattr(getattr(torch.backends, "mkldnn", None), "matmul", None)
+    return (torch.get_float32_matmul_precision() == "highest"
+            and getattr(mkldnn, "fp32_precision", "none") in ("none", "ieee"))
+
+
+def _float_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The int8 product through float GEMMs, exactly: float32 over chunks of columns short enough
+    that every partial sum is an integer of at most 2^24 (so each add is exact, in any order), the
+    chunks added in int32; float64 in one GEMM (sums below 2^53) where float32 matmuls may be
+    rounded lower. Products are at most 128·max|b|: 2^11 columns a chunk for the parameter
+    path's weight parts (within [-64, 63]), 2^10 for any int8."""
+    if not _float32_exact():
+        return (a.double() @ b.double()).to(torch.int32)
+    b_max = max(-int(b.min()), int(b.max()), 1) if b.numel() else 1
+    chunk = 1 << (24 - 7 - math.ceil(math.log2(b_max)))
+    b32, out = b.float(), None
+    for k in range(0, a.shape[1], chunk):
+        part = (a[:, k:k + chunk].float() @ b32[k:k + chunk]).to(torch.int32)
+        out = part if out is None else out.add_(part)
+    return out if out is not None else torch.zeros(a.shape[0], b.shape[1], dtype=torch.int32)
+
+
+def _int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch._int_mm(a, b)
+
+
+@functools.cache
+def gemm_engine() -> str:
+    """The exact engine for this machine: int8 where the CPU has int8 dot products
+    (:func:`~progcodec.cpu_features.int8_gemm_supported`) and torch an int8 GEMM, float32
+    elsewhere (never tens of times too slow, unlike the other wrong choice), or
+    ``PROGCODEC_GEMM`` (int8 or float32) where set. Decided from the CPU's flags, not by timing:
+    a timing taken beside other work on the cores picked the wrong one."""
+    forced = os.environ.get("PROGCODEC_GEMM")
+    if forced:
+        if forced not in GEMM_ENGINES:
+            raise ValueError(f"PROGCODEC_GEMM must be one of {', '.join(GEMM_ENGINES)}, not {forced!r}")
+        return forced
+    return "int8" if int8_gemm_supported() and hasattr(torch, "_int_mm") else "float32"
+
+
 def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Exact int8 × int8 → int32 product (any CPU): torch's int8 GEMM where it has one, else
-    the same integers through float64, exact while sums stay below 2^53 (they stay below 2^31)."""
-    if hasattr(torch, "_int_mm"):
+    """Exact int8 × int8 → int32 product (any CPU), on this machine's faster engine
+    (:func:`gemm_engine`): the same integers either way."""
+    if gemm_engine() == "int8":
         try:
-            return torch._int_mm(a, b)
-        except RuntimeError:   # a build without a CPU int8 GEMM
+            return _int8_matmul(a, b)
+        except (AttributeError, RuntimeError):   # a torch without it (tests remove it)
             pass
-    return (a.double() @ b.double()).to(torch.int32)
+    return _float_matmul(a, b)
 
 
 def split_int8(x: torch.Tensor, lo_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
