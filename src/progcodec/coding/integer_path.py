@@ -87,9 +87,8 @@ def _int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def gemm_engine() -> str:
     """The exact engine for this machine: int8 where the CPU has int8 dot products
     (:func:`~progcodec.cpu_features.int8_gemm_supported`) and torch an int8 GEMM, float32
-    elsewhere (never tens of times too slow, unlike the other wrong choice), or
-    ``PROGCODEC_GEMM`` (int8 or float32) where set. Decided from the CPU's flags, not by timing:
-    a timing taken beside other work on the cores picked the wrong one."""
+    elsewhere, or ``PROGCODEC_GEMM`` (int8 or float32) where set. Decided from the CPU's flags,
+    not by timing: a timing taken beside other work on the cores picked the slow one."""
     forced = os.environ.get("PROGCODEC_GEMM")
     if forced:
         if forced not in GEMM_ENGINES:
