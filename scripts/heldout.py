@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from progcodec.train.data import center_crops, find_images, split_holdout
-from progcodec.train.loop import TrainConfig, validate
+from progcodec.train.integer_params import calibration_crops
+from progcodec.train.loop import validate
 from progcodec.weights import load_model
 
 
@@ -30,8 +30,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    _, held_out = split_holdout(find_images([args.data]))
-    crops = center_crops(held_out, TrainConfig.val_crop)
+    crops = calibration_crops([args.data])       # the held-out centres training validates on
     for path in args.weights:
         model = load_model(str(path))
         result = {k: round(v, 4) for k, v in validate(model, crops).items()}

@@ -94,9 +94,10 @@ def list_weights(extra=()) -> list[dict]:
             if key in seen or manifest is None:
                 continue
             seen.add(key)
+            training = manifest.get("training")
             found.append({"path": str(path), "source": source, "model": manifest.get("model"),
                           "id": manifest["sha256"][:16],
-                          "steps": cumulative_steps(manifest.get("training")) if manifest.get("training") else None})
+                          "steps": cumulative_steps(training) if training else None})
     return found
 
 

@@ -79,10 +79,6 @@ def _float_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return out if out is not None else torch.zeros(a.shape[0], b.shape[1], dtype=torch.int32)
 
 
-def _int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch._int_mm(a, b)
-
-
 @functools.cache
 def gemm_engine() -> str:
     """The exact engine for this machine: int8 where the CPU has int8 dot products
@@ -102,7 +98,7 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     (:func:`gemm_engine`): the same integers either way."""
     if gemm_engine() == "int8":
         try:
-            return _int8_matmul(a, b)
+            return torch._int_mm(a, b)
         except (AttributeError, RuntimeError):   # a torch without it (tests remove it)
             pass
     return _float_matmul(a, b)
