@@ -30,13 +30,13 @@ def networks():
     return out
 
 
-ENGINES = {"int8": {}, "float32": {}, "float64": {"_float32_exact": lambda: False}}
+ENGINES = {"int8": {}, "u8s8": {}, "float32": {}, "float64": {"_float32_exact": lambda: False}}
 
 
 def _use_engine(m, name):
-    """Route int_matmul to one engine: torch's int8 GEMM, chunked float32 GEMMs, or float64
-    (what float32 falls back to where torch may round float32 matmuls to bf16 or TF32)."""
-    m.setattr(integer_path, "gemm_engine", lambda: "int8" if name == "int8" else "float32")
+    """Route int_matmul to one engine: torch's int8 GEMM, oneDNN's u8 × s8 one, chunked float32
+    GEMMs, or float64 (what float32 falls back to where torch may round float32 matmuls to bf16 or TF32)."""
+    m.setattr(integer_path, "gemm_engine", lambda: "float32" if name == "float64" else name)
     for attr, value in ENGINES[name].items():
         m.setattr(integer_path, attr, value)
 
@@ -61,11 +61,54 @@ def test_int8_gemm_is_exact_at_the_extremes(engine, monkeypatch):
         assert torch.equal(int_matmul(a[:, :0], b[:0]).long(), torch.zeros(37, 19, dtype=torch.long))
 
 
+@pytest.mark.skipif(not integer_path.u8s8_exact(), reason="oneDNN's quantised linear layer is missing or inexact here")
+def test_u8s8_runs_where_it_is_exact_and_only_on_narrow_weights(monkeypatch):
+    """The engine really runs oneDNN (not the float32 fallback) on the parameter path's weights,
+    packs them once, and leaves weights wider than its pair sums allow to float32."""
+    rng = np.random.default_rng(1)
+    a = torch.from_numpy(rng.integers(-128, 128, size=(9, 300)).astype(np.int8))
+    narrow = torch.from_numpy(rng.integers(-64, 64, size=(300, 7)).astype(np.int8))
+    wide = narrow.clone()
+    wide[3, 2] = -65
+    calls = []
+    monkeypatch.setattr(integer_path, "_float_matmul", lambda a, b: calls.append("float32") or a.int() @ b.int())
+    monkeypatch.setattr(integer_path, "gemm_engine", lambda: "u8s8")
+    assert torch.equal(int_matmul(a, narrow).long(), a.long() @ narrow.long()) and calls == []
+    packs = narrow._progcodec_u8s8
+    int_matmul(a, narrow)
+    assert narrow._progcodec_u8s8 is packs                     # packed once
+    narrow[0, 0] = 5                                            # written to: packed again
+    assert torch.equal(int_matmul(a, narrow).long(), a.long() @ narrow.long())
+    assert torch.equal(int_matmul(a, wide).long(), a.long() @ wide.long()) and calls == ["float32"]
+
+
+def test_an_inexact_u8s8_is_never_chosen(monkeypatch):
+    """u8s8_exact checks the kernel against int64 arithmetic; a kernel that saturates or rounds
+    (simulated: one that loses the low bit) fails it, and the machine falls back to float32."""
+    integer_path.u8s8_exact.cache_clear()
+    integer_path.gemm_engine.cache_clear()
+    try:
+        real = integer_path._u8s8_matmul
+        monkeypatch.setattr(integer_path, "_u8s8_matmul", lambda a, b, packed: real(a, b, packed) & ~1)
+        monkeypatch.setattr(integer_path, "int8_gemm_supported", lambda: False)
+        monkeypatch.delenv("PROGCODEC_GEMM", raising=False)
+        assert not integer_path.u8s8_exact()
+        assert integer_path.gemm_engine() == "float32"
+        monkeypatch.setattr(integer_path, "gemm_engine", lambda: "u8s8")      # forced: still exact
+        a, b = torch.full((2, 3), 7, dtype=torch.int8), torch.full((3, 2), -5, dtype=torch.int8)
+        assert torch.equal(int_matmul(a, b), torch.full((2, 2), -105, dtype=torch.int32))
+    finally:
+        monkeypatch.undo()
+        integer_path.u8s8_exact.cache_clear()
+        integer_path.gemm_engine.cache_clear()
+
+
 def test_gemm_engine_follows_the_cpu_and_the_environment(monkeypatch):
     integer_path.gemm_engine.cache_clear()
     try:
-        for vnni, expected in ((True, "int8"), (False, "float32")):
+        for vnni, u8s8, expected in ((True, True, "int8"), (False, True, "u8s8"), (False, False, "float32")):
             monkeypatch.setattr(integer_path, "int8_gemm_supported", lambda: vnni)
+            monkeypatch.setattr(integer_path, "u8s8_exact", lambda: u8s8)
             integer_path.gemm_engine.cache_clear()
             assert integer_path.gemm_engine() == expected
         monkeypatch.setenv("PROGCODEC_GEMM", "int8")
@@ -210,7 +253,7 @@ def test_integer_weights_write_files_marked_so_that_round_trip_at_every_prefix(i
 
 
 def test_files_are_the_same_bytes_on_every_gemm_engine(integer_weights, astronaut, monkeypatch):
-    """The engine is chosen per CPU (int8 GEMMs with VNNI, float32 elsewhere): a file written on
+    """The engine is chosen per CPU (int8 GEMMs with VNNI, u8s8 or float32 elsewhere): a file written on
     one machine decodes on the other, so both must give the same bytes and the same pictures."""
     from progcodec.weights import load_model
 
@@ -221,7 +264,7 @@ def test_files_are_the_same_bytes_on_every_gemm_engine(integer_weights, astronau
             _use_engine(m, engine)
             files[engine] = progcodec.encode(astronaut, model=model)
             pictures[engine] = [np.asarray(progcodec.decode(files["int8"], layers=n, model=model)) for n in (2, None)]
-    assert files["float32"] == files["int8"] == files["float64"]
+    assert files["float32"] == files["int8"] == files["u8s8"] == files["float64"]
     for engine in ENGINES:
         assert all(np.array_equal(a, b) for a, b in zip(pictures[engine], pictures["int8"]))
 
