@@ -76,14 +76,26 @@ def _exact_chunk(b: torch.Tensor) -> int:
     return 1 << (24 - 7 - math.ceil(math.log2(b_max)))
 
 
+def _prepared(b: torch.Tensor, engine: str, make):
+    """``make(b)``, kept on the tensor for ``engine`` while ``b`` is not written to: the parameter
+    path's weights are the same tensors image after image, so neither their scan for the chunk
+    length nor their conversion or packing is repeated."""
+    attr = f"_progcodec_{engine}"
+    cached = getattr(b, attr, None)
+    if cached is None or cached[0] != b._version:
+        cached = (b._version, make(b))
+        setattr(b, attr, cached)
+    return cached[1]
+
+
 def _float_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """The int8 product through float GEMMs, exactly: float32 over chunks of columns short enough
     that each add is exact, in any order (:func:`_exact_chunk`), the chunks added in int32;
     float64 in one GEMM (sums below 2^53) where float32 matmuls may be rounded lower."""
     if not _float32_exact():
         return (a.double() @ b.double()).to(torch.int32)
-    chunk = _exact_chunk(b)
-    b32, out = b.float(), None
+    chunk, b32 = _prepared(b, "float32", lambda b: (_exact_chunk(b), b.float()))
+    out = None
     for k in range(0, a.shape[1], chunk):
         part = (a[:, k:k + chunk].float() @ b32[k:k + chunk]).to(torch.int32)
         out = part if out is None else out.add_(part)
@@ -92,17 +104,14 @@ def _float_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _u8s8_packed(b: torch.Tensor) -> tuple[int, list] | None:
     """``b``'s chunks (:func:`_exact_chunk`) packed for oneDNN, or None where ``b`` is wider than
-    u8s8 takes; kept on the tensor while it is not written to: the parameter path's weights are
-    the same tensors image after image, so neither the packing nor the scan is repeated."""
-    cached = getattr(b, "_progcodec_u8s8", None)
-    if cached is None or cached[0] != b._version:
-        packed = None
-        if not b.numel() or max(-int(b.min()), int(b.max())) <= U8S8_WEIGHT_MAX:
-            chunk = _exact_chunk(b)
-            packed = (chunk, [torch.ops.onednn.qlinear_prepack(b[k:k + chunk].t().contiguous(), None)
-                              for k in range(0, b.shape[0], chunk)])
-        cached = b._progcodec_u8s8 = (b._version, packed)
-    return cached[1]
+    u8s8 takes (see :func:`_prepared`)."""
+    def pack(b):
+        if b.numel() and max(-int(b.min()), int(b.max())) > U8S8_WEIGHT_MAX:
+            return None
+        chunk = _exact_chunk(b)
+        return chunk, [torch.ops.onednn.qlinear_prepack(b[k:k + chunk].t().contiguous(), None)
+                       for k in range(0, b.shape[0], chunk)]
+    return _prepared(b, "u8s8", pack)
 
 
 def _u8s8_matmul(a: torch.Tensor, b: torch.Tensor, packed: tuple[int, list]) -> torch.Tensor:
