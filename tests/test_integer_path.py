@@ -84,7 +84,8 @@ def test_u8s8_runs_where_it_is_exact_and_only_on_narrow_weights(monkeypatch):
 
 def test_an_inexact_u8s8_is_never_chosen(monkeypatch):
     """u8s8_exact checks the kernel against int64 arithmetic; a kernel that saturates or rounds
-    (simulated: one that loses the low bit) fails it, and the machine falls back to float32."""
+    (simulated: one that loses the low bit) fails it, as a torch without it does, and the
+    machine falls back to float32."""
     integer_path.u8s8_exact.cache_clear()
     integer_path.gemm_engine.cache_clear()
     try:
@@ -94,6 +95,13 @@ def test_an_inexact_u8s8_is_never_chosen(monkeypatch):
         monkeypatch.delenv("PROGCODEC_GEMM", raising=False)
         assert not integer_path.u8s8_exact()
         assert integer_path.gemm_engine() == "float32"
+
+        def missing(a, b, packed):
+            raise AttributeError("'_OpNamespace' 'onednn' object has no attribute 'qlinear_pointwise'")
+
+        monkeypatch.setattr(integer_path, "_u8s8_matmul", missing)     # a torch without the op
+        integer_path.u8s8_exact.cache_clear()
+        assert not integer_path.u8s8_exact()
         monkeypatch.setattr(integer_path, "gemm_engine", lambda: "u8s8")      # forced: still exact
         a, b = torch.full((2, 3), 7, dtype=torch.int8), torch.full((3, 2), -5, dtype=torch.int8)
         assert torch.equal(int_matmul(a, b), torch.full((2, 2), -105, dtype=torch.int32))
