@@ -68,12 +68,17 @@ def _float32_exact() -> bool:
             and getattr(mkldnn, "fp32_precision", "none") in ("none", "ieee"))
 
 
-def _exact_chunk(b: torch.Tensor) -> int:
-    """Columns per chunk such that every partial sum of int8 products against ``b`` is an integer
-    of at most 2^24, which float32 holds exactly: products are at most 128·max|b|, so 2^11
-    columns for the parameter path's weight parts (within [-64, 63]), 2^10 for any int8."""
-    b_max = max(-int(b.min()), int(b.max()), 1) if b.numel() else 1
-    return 1 << (24 - 7 - math.ceil(math.log2(b_max)))
+def _magnitude(b: torch.Tensor) -> int:
+    """max |b|, at least 1 (an empty ``b`` too)."""
+    return max(-int(b.min()), int(b.max()), 1) if b.numel() else 1
+
+
+def _exact_chunk(magnitude: int) -> int:
+    """Columns per chunk such that every partial sum of int8 products against weights of at most
+    ``magnitude`` is an integer of at most 2^24, which float32 holds exactly: products are at most
+    128·magnitude, so 2^11 columns for the parameter path's weight parts (within [-64, 63]),
+    2^10 for any int8."""
+    return 1 << (24 - 7 - math.ceil(math.log2(magnitude)))
 
 
 def _prepared(b: torch.Tensor, engine: str, make):
@@ -94,7 +99,7 @@ def _float_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     float64 in one GEMM (sums below 2^53) where float32 matmuls may be rounded lower."""
     if not _float32_exact():
         return (a.double() @ b.double()).to(torch.int32)
-    chunk, b32 = _prepared(b, "float32", lambda b: (_exact_chunk(b), b.float()))
+    chunk, b32 = _prepared(b, "float32", lambda b: (_exact_chunk(_magnitude(b)), b.float()))
     out = None
     for k in range(0, a.shape[1], chunk):
         part = (a[:, k:k + chunk].float() @ b32[k:k + chunk]).to(torch.int32)
@@ -106,9 +111,10 @@ def _u8s8_packed(b: torch.Tensor) -> tuple[int, list] | None:
     """``b``'s chunks (:func:`_exact_chunk`) packed for oneDNN, or None where ``b`` is wider than
     u8s8 takes (see :func:`_prepared`)."""
     def pack(b):
-        if b.numel() and max(-int(b.min()), int(b.max())) > U8S8_WEIGHT_MAX:
+        magnitude = _magnitude(b)
+        if magnitude > U8S8_WEIGHT_MAX:
             return None
-        chunk = _exact_chunk(b)
+        chunk = _exact_chunk(magnitude)
         return chunk, [torch.ops.onednn.qlinear_prepack(b[k:k + chunk].t().contiguous(), None)
                        for k in range(0, b.shape[0], chunk)]
     return _prepared(b, "u8s8", pack)
