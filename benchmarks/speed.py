@@ -305,10 +305,6 @@ def _ratio(a, b):
     return None if a is None or b in (None, 0) else a / b
 
 
-# the flags that choose our paths (bf16 transforms, the int8 GEMM engine), recorded with the times
-NOTABLE_FLAGS = {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}
-
-
 def main(argv=None):
     from progcodec.precision import PRECISIONS
 
@@ -341,7 +337,10 @@ def main(argv=None):
     from rich.table import Table
 
     from progcodec.coding.integer_path import gemm_engine
-    from progcodec.cpu_features import cpu_flags
+    from progcodec.cpu_features import BF16_FLAGS, INT8_DOT_FLAGS, cpu_flags
+
+    # the flags that choose our paths (bf16 transforms, the int8 GEMM engine), recorded with the times
+    notable_flags = {"avx2", "avx512f"} | BF16_FLAGS | INT8_DOT_FLAGS
 
     devices = {"auto": ["cpu"] + (["cuda"] if torch.cuda.is_available() else []),
                "cpu": ["cpu"], "cuda": ["cuda"]}[args.device]
@@ -351,7 +350,7 @@ def main(argv=None):
     console = Console()
     report = {"image": f"{WIDTH}x{HEIGHT}", "torch_threads": torch.get_num_threads(), "layout": args.layout,
               "keep_freed_memory": kept, "precision": args.precision, "their_precision": args.their_precision,
-              "gemm_engine": gemm_engine(), "cpu_flags": sorted(cpu_flags() & NOTABLE_FLAGS), "devices": {}}
+              "gemm_engine": gemm_engine(), "cpu_flags": sorted(cpu_flags() & notable_flags), "devices": {}}
     j2k = bench_jpeg2000(im, args.repeats)
     report["jpeg2000"] = j2k
     for name in devices:

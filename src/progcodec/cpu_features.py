@@ -3,13 +3,18 @@
 Two choices hang on it, and neither changes a single bit of a file, only time: bf16
 transforms (emulated bf16 is several times slower than float32) and the engine of the
 integer parameter path's int8 GEMMs (torch's int8 GEMM is fast only where oneDNN has a
-VNNI or AMX kernel; elsewhere exact float32 GEMMs are tens of times faster).
+VNNI or AMX kernel; elsewhere oneDNN's u8 × s8 kernel or exact float32 GEMMs are tens of
+times faster).
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
+
+# the flags that make bfloat16 matrix maths native, and those of int8 dot products
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 @functools.cache
@@ -34,11 +39,11 @@ def parse_flags(cpuinfo: str) -> frozenset[str]:
 
 def bf16_supported() -> bool:
     """Does this CPU run bfloat16 matrix maths natively (AVX512-BF16 or AMX)?"""
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    return bool(cpu_flags() & BF16_FLAGS)
 
 
 def int8_gemm_supported() -> bool:
     """Does this CPU have int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX), the ones
     torch's int8 GEMM (oneDNN) runs fast on? Measured: on an AVX2 CPU without them, torch._int_mm
     ran at about 1 G multiply-adds a second against 400 G on one with AVX512-VNNI."""
-    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    return bool(cpu_flags() & INT8_DOT_FLAGS)
