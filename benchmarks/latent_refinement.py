@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 import warnings
 from pathlib import Path
 
 warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 FRACTIONS = (0.05, 0.2, 0.5, 1.0)   # operating points of the objective, across the ladder
@@ -55,16 +53,13 @@ def refinement_loss(net, x: torch.Tensor, latents: torch.Tensor) -> torch.Tensor
 
 
 def ladder(net, image, data: bytes) -> list[tuple[float, float]]:
-    """(bpp, PSNR) after each layer of ``data``."""
-    from progcodec import api, container
+    """(bpp, PSNR) after each layer of ``data``, decoded as one stream (each layer entropy-decoded once)."""
+    from progcodec import api
+    from progcodec.metrics import psnr_rgb
 
-    original = np.asarray(image).astype(np.float64)
     pixels = image.width * image.height
-    points = []
-    for k, end in enumerate(container.parse(data).layer_ends, 1):
-        decoded = np.asarray(api.decode(data, layers=k, model=net)).astype(np.float64)
-        points.append((end * 8 / pixels, 10 * math.log10(255**2 / ((decoded - original) ** 2).mean())))
-    return points
+    return [(layer["cumulative_bytes"] * 8 / pixels, psnr_rgb(image, decoded))
+            for layer, (_, decoded) in zip(api.info(data)["layers"], api.iter_decode(data, model=net))]
 
 
 def refine(net, x: torch.Tensor, steps: int, lr: float) -> torch.Tensor:
