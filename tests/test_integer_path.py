@@ -10,7 +10,8 @@ from torch import nn
 
 import progcodec
 from progcodec.coding import integer_path
-from progcodec.coding.integer_path import IntegerConv, IntegerNetwork, int_matmul, quantize
+from progcodec.coding.gaussian import snap
+from progcodec.coding.integer_path import IntegerConv, IntegerNetwork, IntegerPath, int_matmul, quantize
 from progcodec.models.transforms import hyper_synthesis
 
 
@@ -193,6 +194,25 @@ def test_every_layer_computes_exactly_the_integer_products_it_stores(networks):
             expected = _reference_layer(layer, x)
             x = layer(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             assert torch.equal(x, expected)
+
+
+def test_the_network_folds_each_layers_input_steps_into_the_layer_before_bit_for_bit(networks):
+    """IntegerNetwork multiplies each layer's output by the next layer's input steps through the
+    layer's scale and bias (powers of two, so every rounding commutes with them): the same floats
+    as running the layers one by one, each quantising its own input; also for inputs far out of
+    range, where clamping decides, and in inference mode (where coding runs)."""
+    for _, int_net, x in networks:
+        for inputs in (x, x * 1e3, -x):
+            one_by_one = inputs.double().permute(0, 2, 3, 1)
+            for layer in int_net.layers:
+                one_by_one = layer(one_by_one)
+            expected = one_by_one.permute(0, 3, 1, 2)
+            assert torch.equal(int_net(inputs), expected)
+            with torch.inference_mode():
+                assert torch.equal(int_net(inputs), expected)
+            path = IntegerPath(int_net)
+            assert torch.equal(path(inputs), snap(expected))
+            assert torch.equal(path(inputs[:, :3], inputs[:, 3:]), snap(expected))   # inputs side by side
 
 
 def test_weights_parts_never_saturate_a_u8_s8_pair_sum(networks):

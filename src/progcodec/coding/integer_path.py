@@ -87,8 +87,10 @@ def _prepared(b: torch.Tensor, engine: str, make):
     length nor their conversion or packing is repeated."""
     attr = f"_progcodec_{engine}"
     cached = getattr(b, attr, None)
-    if cached is None or cached[0] != b._version:
-        cached = (b._version, make(b))
+    # a tensor made under inference_mode (coding) has no version counter; nothing writes to one after
+    version = 0 if b.is_inference() else b._version
+    if cached is None or cached[0] != version:
+        cached = (version, make(b))
         setattr(b, attr, cached)
     return cached[1]
 
@@ -189,6 +191,14 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _float_matmul(a, b)
 
 
+def steps_to_int16(scaled: torch.Tensor) -> torch.Tensor:
+    """Activations already in integer steps (float64, written in place) as int16 integers:
+    rounding half to even is the same everywhere."""
+    # out-of-range values (inf too) clamp, to integers, so before rounding as well as after;
+    # NaN, whose cast to int is the platform's choice, is 0
+    return scaled.nan_to_num_(nan=0.0).clamp_(-ACT_LIMIT, ACT_LIMIT - 1).round_().to(torch.int16)
+
+
 def split_int8(x: torch.Tensor, lo_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Integers x = 2^lo_bits · hi + lo with lo in [0, 2^lo_bits), as int8 parts: an arithmetic
     shift is a floor division, a mask the remainder (two's complement), both cheaper than division."""
@@ -232,14 +242,21 @@ class IntegerConv(nn.Module):
         self.register_buffer("out_scale", torch.zeros(out_ch, dtype=torch.float64))
         self.register_buffer("bias", torch.zeros(out_ch, dtype=torch.float64))
 
+    def __getstate__(self) -> dict:
+        """A copy (``copy.deepcopy``, pickling) leaves the GEMM operands made from the buffers
+        behind: it makes them again, and oneDNN's packed weights among them cannot be copied."""
+        state = self.__dict__.copy()
+        state.pop("_cached", None)
+        return state
+
+    def input_steps(self) -> torch.Tensor:
+        """2^in_exp per input channel (float64): inputs times these are in integer steps."""
+        return torch.ldexp(torch.ones((), dtype=torch.float64), self.in_exp.double())
+
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         """int16 steps of x (N, H, W, C): a multiply by a power of two is exact, and rounding
         half to even is the same everywhere."""
-        steps = torch.ldexp(torch.ones((), dtype=torch.float64), self.in_exp.double())
-        # out-of-range values (inf too) clamp, to integers, so before rounding as well as after;
-        # NaN, whose cast to int is the platform's choice, is 0
-        scaled = (x * steps).nan_to_num_(nan=0.0).clamp_(-ACT_LIMIT, ACT_LIMIT - 1)
-        return scaled.round_().to(torch.int16)
+        return steps_to_int16(x * self.input_steps())
 
     def _weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The GEMMs' right-hand sides, made from the stored parts: (w_hi, [2·w_lo; w_hi] stacked
@@ -328,10 +345,20 @@ class IntegerConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, H, W, C_in) float64 -> (N, H', W', C_out) float64."""
-        q = self.quantize_input(x)
+        return self.outputs(self.quantize_input(x))
+
+    def outputs(self, q: torch.Tensor, next_steps: torch.Tensor | None = None) -> torch.Tensor:
+        """The layer on int16 input steps (N, H, W, C_in): (N, H', W', C_out) float64, multiplied by
+        ``next_steps`` (the next layer's :meth:`input_steps`) where given. Those are powers of two,
+        so folding them into the scale and bias changes no bit of what the next layer's
+        :meth:`quantize_input` would make (scaling by 2^e commutes with every rounding here,
+        LeakyReLU's included): one pass over the activations fewer."""
         sums = self._transposed(q) if self.transposed else self._conv(q)
+        scale, bias = self._weights()[2], self.bias
+        if next_steps is not None:
+            scale, bias = scale * next_steps, bias * next_steps
         # sums · (2^6 · out_scale): one rounding (2^6 is exact), then the bias (no FMA)
-        out = (sums * self._weights()[2]).add_(self.bias)
+        out = (sums * scale).add_(bias)
         if self.negative_slope == 0.0:
             out = F.relu_(out)
         elif self.negative_slope is not None:
@@ -389,10 +416,16 @@ class IntegerNetwork(nn.Module):
         return cls(layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.double().permute(0, 2, 3, 1)
-        for layer in self.layers:
-            x = layer(x)
-        return x.permute(0, 3, 1, 2).contiguous()
+        return self.channels_last(x.double().permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
+
+    def channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, C) float64 in and out; contiguous in that order, every layer's input
+        rows are views, not copies."""
+        layers = self.layers
+        q = layers[0].quantize_input(x)
+        for layer, after in zip(layers[:-1], layers[1:]):
+            q = steps_to_int16(layer.outputs(q, after.input_steps()))
+        return layers[-1].outputs(q)
 
 
 class IntegerPath:
@@ -405,8 +438,9 @@ class IntegerPath:
 
     @torch.no_grad()
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=1)
-        return snap(self.network(x.detach().to("cpu", torch.float64)))
+        # the inputs side by side on the channels, channels-last: one copy, the network's layout
+        x = torch.cat([t.detach().to("cpu", torch.float64).permute(0, 2, 3, 1) for t in inputs], dim=3)
+        return snap(self.network.channels_last(x)).permute(0, 3, 1, 2).contiguous()
 
 
 def exact_path(module: nn.Module, integer: IntegerNetwork | None):
