@@ -419,8 +419,8 @@ class IntegerNetwork(nn.Module):
         return self.channels_last(x.double().permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
 
     def channels_last(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, H, W, C) float64 in and out; contiguous in that order, every layer's input
-        rows are views, not copies."""
+        """(N, H, W, C) float64 in and out. Given contiguous in that order (as :class:`IntegerPath`
+        makes it), each layer reads its input's rows as views, not copies."""
         layers = self.layers
         q = layers[0].quantize_input(x)
         for layer, after in zip(layers[:-1], layers[1:]):
