@@ -415,17 +415,15 @@ class IntegerNetwork(nn.Module):
                                       conv.output_padding[0] if transposed else 0, slope))
         return cls(layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.channels_last(x.double().permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
-
-    def channels_last(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, H, W, C) float64 in and out. Given contiguous in that order (as :class:`IntegerPath`
-        makes it), each layer reads its input's rows as views, not copies."""
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The inputs side by side on the channels, as the float network takes them (one or more)."""
+        # channels-last in one copy: each layer then reads its input's rows as views, not copies
+        x = torch.cat([t.double().permute(0, 2, 3, 1) for t in inputs], dim=3)
         layers = self.layers
         q = layers[0].quantize_input(x)
         for layer, after in zip(layers[:-1], layers[1:]):
             q = steps_to_int16(layer.outputs(q, after.input_steps()))
-        return layers[-1].outputs(q)
+        return layers[-1].outputs(q).permute(0, 3, 1, 2).contiguous()
 
 
 class IntegerPath:
@@ -438,9 +436,7 @@ class IntegerPath:
 
     @torch.no_grad()
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        # the inputs side by side on the channels, channels-last: one copy, the network's layout
-        x = torch.cat([t.detach().to("cpu", torch.float64).permute(0, 2, 3, 1) for t in inputs], dim=3)
-        return snap(self.network.channels_last(x)).permute(0, 3, 1, 2).contiguous()
+        return snap(self.network(*(t.detach().to("cpu", torch.float64) for t in inputs)))
 
 
 def exact_path(module: nn.Module, integer: IntegerNetwork | None):
