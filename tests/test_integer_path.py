@@ -213,6 +213,15 @@ def test_the_network_folds_each_layers_input_steps_into_the_layer_before_bit_for
             path = IntegerPath(int_net)
             assert torch.equal(path(inputs), snap(expected))
             assert torch.equal(path(inputs[:, :3], inputs[:, 3:]), snap(expected))   # inputs side by side
+            assert torch.equal(int_net(inputs, grid_bits=7), (expected * 128).round() / 128)
+
+
+def test_inputs_that_do_not_add_up_to_the_networks_channels_are_refused(networks):
+    _, int_net, x = networks[0]
+    with pytest.raises(ValueError, match="channels"):
+        int_net(x[:, 1:])
+    with pytest.raises(ValueError, match="channels"):
+        int_net(x, x[:, :1])
 
 
 def test_weights_parts_never_saturate_a_u8_s8_pair_sum(networks):

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..cpu_features import int8_gemm_supported
-from .gaussian import Float64Path, snap
+from .gaussian import PARAM_GRID_BITS, Float64Path
 from .subpixel import subpixel_taps
 
 # Weights are integers in [-4063, 4063], stored as 64·hi + lo with hi in [-63, 63] and lo in
@@ -199,10 +199,14 @@ def steps_to_int16(scaled: torch.Tensor) -> torch.Tensor:
     return scaled.nan_to_num_(nan=0.0).clamp_(-ACT_LIMIT, ACT_LIMIT - 1).round_().to(torch.int16)
 
 
-def split_int8(x: torch.Tensor, lo_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Integers x = 2^lo_bits · hi + lo with lo in [0, 2^lo_bits), as int8 parts: an arithmetic
-    shift is a floor division, a mask the remainder (two's complement), both cheaper than division."""
-    return (x >> lo_bits).to(torch.int8), (x & ((1 << lo_bits) - 1)).to(torch.int8)
+def split_int8(x: torch.Tensor, lo_bits: int) -> torch.Tensor:
+    """Integers x = 2^lo_bits · hi + lo with lo in [0, 2^lo_bits), as int8 parts stacked in one
+    tensor (hi, lo): an arithmetic shift is a floor division, a mask the remainder (two's
+    complement), both cheaper than division."""
+    parts = torch.empty((2, *x.shape), dtype=torch.int8)
+    parts[0].copy_(x >> lo_bits)
+    parts[1].copy_(x & ((1 << lo_bits) - 1))
+    return parts
 
 
 def split_weight(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -323,13 +327,13 @@ class IntegerConv(nn.Module):
             operands = (w_hi, w_mixed)
         if before or after:
             q = F.pad(q, (0, 0, before, after, before, after))
-        hi, lo = split_int8(q, ACT_LO_BITS)
-        n, hp, wp = hi.shape[:3]
-        rows = n * hp * wp
+        parts = split_int8(q, ACT_LO_BITS)
+        n, hp, wp = q.shape[:3]
+        rows, c_in = n * hp * wp, self.in_ch
         span = rows - (k - 1) * (wp + 1)
-        offsets = [i * wp + j for i in range(k) for j in range(k)]
-        flat = [part.reshape(rows, self.in_ch) for part in (hi, lo)]
-        x = torch.cat([f[o:o + span] for f in flat for o in offsets], dim=1)
+        # row r, part p, tap (i, j), channel: parts[p] flat at row r + i·W_padded + j; one copy
+        # (twice as fast as concatenating the 2·k·k shifted views, whose rows are short)
+        x = parts.as_strided((span, 2, k, k, c_in), (c_in, rows * c_in, wp * c_in, c_in, 1)).reshape(span, -1)
         sums = self._combine(*self._products(x, operands))
         # the rows of valid positions, read in place: row i·W_padded + j (plus the image's offset)
         c = sums.shape[1]
@@ -347,12 +351,12 @@ class IntegerConv(nn.Module):
         """(N, H, W, C_in) float64 -> (N, H', W', C_out) float64."""
         return self.outputs(self.quantize_input(x))
 
-    def outputs(self, q: torch.Tensor, next_steps: torch.Tensor | None = None) -> torch.Tensor:
+    def outputs(self, q: torch.Tensor, next_steps: torch.Tensor | float | None = None) -> torch.Tensor:
         """The layer on int16 input steps (N, H, W, C_in): (N, H', W', C_out) float64, multiplied by
-        ``next_steps`` (the next layer's :meth:`input_steps`) where given. Those are powers of two,
-        so folding them into the scale and bias changes no bit of what the next layer's
-        :meth:`quantize_input` would make (scaling by 2^e commutes with every rounding here,
-        LeakyReLU's included): one pass over the activations fewer."""
+        ``next_steps`` (the next layer's :meth:`input_steps`, or the parameter grid's 2^bits) where
+        given. Those are powers of two, so folding them into the scale and bias changes no bit of
+        what the next layer's :meth:`quantize_input` would make (scaling by 2^e commutes with every
+        rounding here, LeakyReLU's included): one pass over the activations fewer."""
         sums = self._transposed(q) if self.transposed else self._conv(q)
         scale, bias = self._weights()[2], self.bias
         if next_steps is not None:
@@ -415,15 +419,28 @@ class IntegerNetwork(nn.Module):
                                       conv.output_padding[0] if transposed else 0, slope))
         return cls(layers)
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        """The inputs side by side on the channels, as the float network takes them (one or more)."""
-        # channels-last in one copy: each layer then reads its input's rows as views, not copies
-        x = torch.cat([t.double().permute(0, 2, 3, 1) for t in inputs], dim=3)
+    def forward(self, *inputs: torch.Tensor, grid_bits: int | None = None) -> torch.Tensor:
+        """The inputs side by side on the channels, as the float network takes them (one or more).
+        With ``grid_bits``, the output rounded to multiples of 2^-grid_bits, bit for bit as
+        :func:`~progcodec.coding.gaussian.snap` rounds it: the power of two folds into the last
+        layer's scale and bias (see :meth:`IntegerConv.outputs`)."""
         layers = self.layers
-        q = layers[0].quantize_input(x)
+        if sum(t.shape[1] for t in inputs) != layers[0].in_ch:
+            raise ValueError(f"the inputs have {sum(t.shape[1] for t in inputs)} channels, "
+                             f"the network takes {layers[0].in_ch}")
+        # each input rounded to its channels' steps, then channels-last in one copy of int16s (a
+        # quarter of float64's bytes): each layer then reads its input's rows as views, not copies
+        steps, quantized = layers[0].input_steps(), []
+        for t in inputs:
+            part, steps = steps[:t.shape[1]], steps[t.shape[1]:]
+            quantized.append(steps_to_int16(t.double() * part.reshape(-1, 1, 1)).permute(0, 2, 3, 1))
+        q = torch.cat(quantized, dim=3)
         for layer, after in zip(layers[:-1], layers[1:]):
             q = steps_to_int16(layer.outputs(q, after.input_steps()))
-        return layers[-1].outputs(q).permute(0, 3, 1, 2).contiguous()
+        if grid_bits is None:
+            return layers[-1].outputs(q).permute(0, 3, 1, 2).contiguous()
+        grid = float(1 << grid_bits)
+        return layers[-1].outputs(q, grid).round_().permute(0, 3, 1, 2).contiguous().div_(grid)
 
 
 class IntegerPath:
@@ -436,7 +453,7 @@ class IntegerPath:
 
     @torch.no_grad()
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return snap(self.network(*(t.detach().to("cpu", torch.float64) for t in inputs)))
+        return self.network(*(t.detach().to("cpu", torch.float64) for t in inputs), grid_bits=PARAM_GRID_BITS)
 
 
 def exact_path(module: nn.Module, integer: IntegerNetwork | None):
