@@ -177,18 +177,20 @@ class RankedResidualLatentCodec(nn.Module):
         rem_checks = [0] * len(state["rem_at"])
         points = sorted((p, j) for j, p in enumerate(state["rem_at"]) if p is not None)
         if not points:    # one set of means for all: round, then rank (one gather, not two)
-            symbols = torch.round(residual - state["means"])[order]
+            symbols = torch.round(residual - state["means"]).index_select(0, order)
         else:
-            residual, symbols = residual[order], torch.empty(state["n"], dtype=torch.float64)   # ranked order
+            residual = residual.index_select(0, order)                      # ranked order
+            symbols = torch.empty(state["n"], dtype=torch.float64)
             for stop, j in [*points, (state["n"], None)]:
                 start, segment = state["received"], order[state["received"]:stop]
-                means = state["means"][segment]
+                means = state["means"].index_select(0, segment)
                 symbols[start:stop] = torch.round(residual[start:stop] - means)
                 state["received"] = stop
                 if j is not None:     # the REM refines the rest from what has been received
                     state["r_hat"][segment] = symbols[start:stop] + means
                     rem_checks[j] = tensor_checksum(self._refine(state, j))
-        return {"symbols": symbols.numpy().astype(np.int64), "indexes_ranked": state["indexes"][order].numpy(),
+        return {"symbols": symbols.numpy().astype(np.int64),
+                "indexes_ranked": state["indexes"].index_select(0, order).numpy(),
                 "indexes": state["indexes_map"], "n": state["n"], "rem_checks": rem_checks,
                 "rem_at": [p for p in state["rem_at"] if p is not None]}
 
@@ -234,7 +236,8 @@ class RankedResidualLatentCodec(nn.Module):
             stops = [p for p in state["rem_at"] if p is not None and state["received"] < p < end]
             stop = min(stops, default=end)
             segment = order[state["received"]:stop]
-            state["r_hat"][segment] = stream.read(state["indexes"][segment]) + state["means"][segment]
+            values = stream.read(state["indexes"].index_select(0, segment))
+            state["r_hat"][segment] = values.add_(state["means"].index_select(0, segment))
             state["received"] = stop
             for j, p in enumerate(state["rem_at"]):
                 if p == stop:
