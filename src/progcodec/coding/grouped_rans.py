@@ -27,10 +27,8 @@ or take the final state (a few bytes a string).
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ..errors import ContainerError
-from .ranking import byte_key_order
 
 # Escapes: the bit length of the raw value (coded in 0..32, at most 30 written, so that every
 # symbol fits int32), then its bits below the leading one in pieces of at most 16 bits
@@ -74,9 +72,8 @@ class GroupedTables:
                                         and bool((indexes[1:] <= indexes[:-1]).all()))
         if in_order:
             order = None
-        elif len(self.models) <= 256:    # one-byte keys sort fastest (ranking.byte_key_order)
-            keys = torch.from_numpy((len(self.models) - 1 - indexes).astype(np.uint8))
-            order = byte_key_order(keys).numpy()
+        elif len(self.models) <= 256:    # numpy's stable sort of one-byte keys is a radix sort
+            order = np.argsort((len(self.models) - 1 - indexes).astype(np.uint8), kind="stable")
         else:
             order = np.argsort(-indexes, kind="stable")
         return order, tables, counts[tables].tolist()
