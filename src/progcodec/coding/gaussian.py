@@ -99,7 +99,7 @@ class GaussianSymbolCoder:
         per_unit, count, below, inside = self._buckets
         s = scales.double()
         bucket = (s * per_unit).nan_to_num_(nan=count - 1).clamp_(0, count - 1).to(torch.int32).reshape(-1)
-        # index_select: the same gather as below[bucket], in a third of the time
+        # index_select: the same gather as below[bucket], in 40 % of the time
         found = below.index_select(0, bucket).add_(s.reshape(-1) > inside.index_select(0, bucket))
         return found.reshape(s.shape)
 

@@ -332,7 +332,7 @@ class IntegerConv(nn.Module):
         rows, c_in = n * hp * wp, self.in_ch
         span = rows - (k - 1) * (wp + 1)
         # row r, part p, tap (i, j), channel: parts[p] flat at row r + i·W_padded + j; one copy
-        # (twice as fast as concatenating the 2·k·k shifted views, whose rows are short)
+        # (0.36 ms against 0.65 for concatenating the 2·k·k shifted views, whose rows are short: 576 channels)
         x = parts.as_strided((span, 2, k, k, c_in), (c_in, rows * c_in, wp * c_in, c_in, 1)).reshape(span, -1)
         sums = self._combine(*self._products(x, operands))
         # the rows of valid positions, read in place: row i·W_padded + j (plus the image's offset)
