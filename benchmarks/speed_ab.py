@@ -17,6 +17,7 @@ Prints and records the medians (ms) and each version's median ratio new/other.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import json
 import shutil
@@ -39,6 +40,7 @@ def load_other(src: str):
     if not (package / "api.py").is_file():
         sys.exit(f"{src}: no progcodec package (give the src folder of a checkout)")
     folder = Path(tempfile.mkdtemp(prefix="progcodec-ab-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)   # at exit: its modules import lazily
     shutil.copytree(package, folder / ALIAS, ignore=shutil.ignore_patterns("__pycache__"))
     sys.path.insert(0, str(folder))
     return importlib.import_module(f"{ALIAS}.api")
