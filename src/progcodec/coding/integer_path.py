@@ -425,9 +425,9 @@ class IntegerNetwork(nn.Module):
         :func:`~progcodec.coding.gaussian.snap` rounds it: the power of two folds into the last
         layer's scale and bias (see :meth:`IntegerConv.outputs`)."""
         layers = self.layers
-        if sum(t.shape[1] for t in inputs) != layers[0].in_ch:
-            raise ValueError(f"the inputs have {sum(t.shape[1] for t in inputs)} channels, "
-                             f"the network takes {layers[0].in_ch}")
+        channels = sum(t.shape[1] for t in inputs)
+        if channels != layers[0].in_ch:
+            raise ValueError(f"the inputs have {channels} channels, the network takes {layers[0].in_ch}")
         # each input rounded to its channels' steps, then channels-last in one copy of int16s (a
         # quarter of float64's bytes): each layer then reads its input's rows as views, not copies
         steps, quantized = layers[0].input_steps(), []
