@@ -15,10 +15,9 @@ import zlib
 
 import numpy as np
 import torch
-from compressai.ans import RansDecoder, RansEncoder
-from compressai.entropy_models import GaussianConditional
 from torch import nn
 
+from .._compressai import GaussianConditional, RansDecoder, RansEncoder
 from ..errors import DeterminismError
 from ..precision import coding_autocast
 from .grouped_rans import GroupedTables

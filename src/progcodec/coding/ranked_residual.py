@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from compressai.entropy_models import GaussianConditional
+from .._compressai import GaussianConditional
 from torch import nn
 
 from .gaussian import Float32Path, Float64Path, GaussianSymbolCoder, ste_round, tensor_checksum, verify_checksum

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import torch
-from compressai.models import CompressionModel
+import math
 
+import torch
+from torch import nn
+
+from .._compressai import EntropyBottleneck, EntropyModel, GaussianConditional
 from ..coding.gaussian import memory_safe, tensor_checksum, verify_checksum
 from ..precision import coding_autocast
 
@@ -14,7 +17,48 @@ def bits(likelihoods: torch.Tensor) -> torch.Tensor:
     return -torch.log2(likelihoods).sum()
 
 
-class ProgressiveModel(CompressionModel):
+# Scales of the Gaussian CDF tables: 64 log-spaced from 0.11 to 256, the table of
+# Ballé's tensorflow-compression examples that CompressAI's models use by default.
+SCALE_TABLE = torch.exp(torch.linspace(math.log(0.11), math.log(256), 64))
+
+# Buffers an entropy model sizes when it builds its CDF tables (update()).
+_TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+
+
+class EntropyCodedModel(nn.Module):
+    """What the codec needs of CompressAI's ``CompressionModel``, without importing
+    ``compressai.models`` (whose package pulls torch_geometric, _compressai.py):
+    loading CDF tables whose size only the weights know, building them after
+    training, and the hyperprior's auxiliary loss."""
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        # A fresh model's tables are empty; size them like the file's before loading.
+        for name, module in self.named_modules():
+            if not isinstance(module, EntropyModel):
+                continue
+            for buffer_name in _TABLE_BUFFERS:
+                buffer = getattr(module, buffer_name, None)
+                stored = state_dict.get(f"{name}.{buffer_name}")
+                if isinstance(buffer, torch.Tensor) and stored is not None and buffer.shape != stored.shape:
+                    buffer.resize_(stored.shape)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def update(self, force: bool = False) -> bool:
+        """Build the entropy models' CDF tables (after training, before coding)."""
+        updated = False
+        for module in self.modules():
+            if isinstance(module, EntropyBottleneck):
+                updated |= module.update(force=force)
+            elif isinstance(module, GaussianConditional):
+                updated |= module.update_scale_table(SCALE_TABLE, force=force)
+        return updated
+
+    def aux_loss(self) -> torch.Tensor:
+        """The hyperprior bottlenecks' quantile loss (trained by its own optimizer)."""
+        return sum(m.loss() for m in self.modules() if isinstance(m, EntropyBottleneck))
+
+
+class ProgressiveModel(EntropyCodedModel):
     """A learned codec whose bitstream is a list of layers, each refining the last.
 
     ``compress(x, ladder, preview)`` returns ``{"layers": [bytes, ...], "checksums": [int, ...]}``;

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from .._compressai import EntropyBottleneck, GaussianConditional
 from torch import nn
 
 from ..coding.budgets import fit_ranges

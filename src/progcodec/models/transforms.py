@@ -11,7 +11,7 @@ Entropy models, likelihoods and the loss never run under autocast.
 
 import torch
 import torch.nn.functional as F
-from compressai.layers import GDN as _CompressAIGDN
+from .._compressai import GDN as _CompressAIGDN
 from torch import nn
 
 from ..coding.subpixel import subpixel_taps

@@ -14,7 +14,7 @@ rate-distortion loss, and the layered bitstream.
 from __future__ import annotations
 
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from .._compressai import EntropyBottleneck, GaussianConditional
 
 from ..coding.budgets import fit_ranges
 from ..coding.gaussian import (
