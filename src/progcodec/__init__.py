@@ -8,6 +8,6 @@ from .allocator import keep_freed_memory
 from .api import decode, encode, info, iter_decode, truncate  # light: torch loads on the first encode/decode
 from .errors import ProgcodecError, ProgcodecWarning
 
-__version__ = "0.3.6"
+__version__ = "0.3.7"
 __all__ = ["encode", "decode", "iter_decode", "info", "truncate", "keep_freed_memory", "ProgcodecError",
            "ProgcodecWarning", "__version__"]
