@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from .._compressai import GaussianConditional
 from torch import nn
 
+from .._compressai import GaussianConditional
 from .gaussian import Float32Path, Float64Path, GaussianSymbolCoder, ste_round, tensor_checksum, verify_checksum
 from .integer_path import IntegerNetwork, exact_path
 from .ladder import DEFAULT_SCHEDULE, validate_schedule

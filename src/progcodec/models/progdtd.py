@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from .._compressai import EntropyBottleneck, GaussianConditional
 from torch import nn
 
+from .._compressai import EntropyBottleneck, GaussianConditional
 from ..coding.budgets import fit_ranges
 from ..coding.gaussian import GaussianSymbolCoder, ste_round, tensor_checksum, verify_checksum
 from ..coding.integer_path import IntegerNetwork, exact_path, quantize

@@ -11,9 +11,9 @@ Entropy models, likelihoods and the loss never run under autocast.
 
 import torch
 import torch.nn.functional as F
-from .._compressai import GDN as _CompressAIGDN
 from torch import nn
 
+from .._compressai import GDN as _CompressAIGDN
 from ..coding.subpixel import subpixel_taps
 from ..precision import coding_dtype
 

@@ -14,8 +14,8 @@ rate-distortion loss, and the layered bitstream.
 from __future__ import annotations
 
 import torch
-from .._compressai import EntropyBottleneck, GaussianConditional
 
+from .._compressai import EntropyBottleneck, GaussianConditional
 from ..coding.budgets import fit_ranges
 from ..coding.gaussian import (
     Float32Path, GaussianSymbolCoder, quantize_symbols, tensor_checksum, ste_round, verify_checksum,
